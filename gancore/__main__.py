@@ -1,0 +1,5 @@
+import sys
+
+from gancore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,152 @@
+"""One `.safetensors` file per checkpoint; config and training state live in its string header.
+
+Layout of a file:
+  tensors   `G.*`, `D.*`, `G_AB.*` ... one namespace per network; `ema.G.*` for the averaged copy;
+            `optim.<name>.<param index>.<state key>` for optimizer tensors; `extra.*` for model state
+            such as CycleGAN's history pools; `rng.*` for RNG states.
+  header    format, format_version, model_type, model_config (JSON), package version, created and,
+            for resumable files, train_state (JSON: step, epoch, train config, optimizer param groups).
+
+Nothing is ever unpickled: safetensors stores raw tensors and a JSON header only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from gancore import __version__
+
+FORMAT = "gancore"
+FORMAT_VERSION = "1"
+MAX_HEADER_BYTES = 100_000_000
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
+    """Write atomically: a temporary file in the same folder, then `os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "gancore_version": __version__,
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **meta}
+    bad = [k for k, v in header.items() if not isinstance(v, str)]
+    if bad:
+        raise TypeError(f"header values must be strings: {bad}")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o644)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _check_not_pickle(path: Path, head: bytes) -> None:
+    # Pickle protocol 2+ starts with 0x80; torch's zip format starts with "PK".
+    if head[:1] == b"\x80" or head[:2] == b"PK":
+        raise CheckpointError(f"{path.name}: this is a pickle/PyTorch .pt file; GAN Studio only loads "
+                              "safetensors checkpoints and never unpickles files")
+
+
+def read_header(path: str | os.PathLike) -> dict[str, str]:
+    """Read the JSON header only (no tensors): fast enough for a library view of many files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(9)
+        if len(head) < 9:
+            _check_not_pickle(path, head)
+            raise CheckpointError(f"{path.name}: file is truncated (only {size} bytes)")
+        (n,) = struct.unpack("<Q", head[:8])
+        if n > MAX_HEADER_BYTES or 8 + n > size or head[8:9] != b"{":
+            _check_not_pickle(path, head)
+            raise CheckpointError(f"{path.name}: not a safetensors file, or truncated "
+                                  f"(header claims {n} bytes, file has {size})")
+        f.seek(8)
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path.name}: header is not valid JSON ({e.__class__.__name__})") from None
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path.name}: not a GAN Studio checkpoint (format={meta.get('format')!r}); "
+                              "it may come from another program")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path.name}: checkpoint format version {meta.get('format_version')!r} "
+                              f"is not supported (this version reads {FORMAT_VERSION})")
+    # The tensors must end exactly where the file ends, or the file was cut short or padded.
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    if ends and 8 + n + max(ends) != size:
+        raise CheckpointError(f"{path.name}: file is truncated or damaged "
+                              f"(expected {8 + n + max(ends)} bytes, found {size})")
+    return meta
+
+
+def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    meta = read_header(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{Path(path).name}: cannot read tensors ({e})") from None
+    for k, v in tensors.items():
+        if v.is_floating_point() and not k.startswith(("optim.", "rng.")) and not torch.isfinite(v).all():
+            raise CheckpointError(f"{Path(path).name}: tensor {k} holds NaN or infinite values")
+    return tensors, meta
+
+
+def subdict(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    p = prefix + "."
+    return {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
+
+
+def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], name: str, file: str) -> None:
+    """`load_state_dict(strict=True)` with an error a person can act on."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}")
+        if shape:
+            parts.append(f"shape mismatch in {shape[:4]}")
+        raise CheckpointError(f"{file}: weights for network {name} do not fit this model: " + "; ".join(parts))
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def optimizer_tensors(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    """Flatten an optimizer state dict into tensors plus JSON-able param groups."""
+    sd = opt.state_dict()
+    out = {}
+    for pid, st in sd["state"].items():
+        for key, val in st.items():
+            out[f"optim.{name}.{pid}.{key}"] = val if torch.is_tensor(val) else torch.tensor(val)
+    return out, sd["param_groups"]
+
+
+def restore_optimizer(name: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list) -> None:
+    state: dict[int, dict] = {}
+    for k, v in subdict(tensors, f"optim.{name}").items():
+        pid, key = k.split(".", 1)
+        state.setdefault(int(pid), {})[key] = v
+    opt.load_state_dict({"state": state, "param_groups": groups})

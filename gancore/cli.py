@@ -1,0 +1,223 @@
+"""`gancore` command line: train, sample, inspect, eval, translate, export, serve."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from gancore.config import ConfigError
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes", "on"), default=None,
+                                metavar="BOOL")
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            parser.add_argument(flag, type=typ, default=None)
+
+
+def _parse_sets(pairs: list[str], cls) -> dict:
+    """`--set base_channels=32` -> typed model-config overrides."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        k, v = pair.split("=", 1)
+        if k not in fields:
+            raise ConfigError(f"unknown model setting {k!r}; known: {sorted(fields)}")
+        default = fields[k].default
+        if isinstance(default, bool):
+            out[k] = v.lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, tuple):
+            out[k] = tuple(int(x) for x in v.split(","))
+        else:
+            out[k] = type(default)(v)
+    return out
+
+
+def cmd_train(args) -> int:
+    from gancore import registry
+    from gancore.training import TrainConfig, Trainer, TrainingError, _format
+    from gancore.config import override
+    from gancore.models.base import GANModel  # noqa: F401  (import check)
+
+    train_cfg = override(TrainConfig(), **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    entry = registry.get(train_cfg.model)
+    model_cfg = dataclasses.replace(entry.config_cls(), **_parse_sets(args.set, entry.config_cls))
+    trainer = Trainer(train_cfg, model_cfg, resume=args.resume)
+    try:
+        from tqdm import tqdm
+        bar = tqdm(total=1000, unit="‰", disable=args.quiet or not sys.stderr.isatty())
+    except ImportError:  # tqdm is optional at run time
+        bar = None
+    last = 0
+    try:
+        for ev in trainer.run():
+            if ev.kind == "error":
+                print(f"error: {ev.message}", file=sys.stderr)
+                return 2
+            if ev.kind == "step":
+                if bar is not None and not bar.disable:
+                    bar.update(int(ev.progress * 1000) - last)
+                    last = int(ev.progress * 1000)
+                    bar.set_postfix_str(f"step {ev.step} {ev.images_per_s:.0f} img/s")
+                elif not args.quiet:
+                    print(_format(ev), flush=True)
+            elif ev.kind == "sample" and args.save_samples:
+                from PIL import Image
+                Image.fromarray(ev.grid.squeeze()).save(Path(trainer.out_dir) / f"sample_{ev.step:07d}.png")
+            elif ev.kind in ("start", "end", "checkpoint") and not args.quiet:
+                print(f"[{ev.kind}] {ev.message or ev.path}", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: checkpoint saved", file=sys.stderr)
+        return 130
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    from PIL import Image
+    from gancore.inference import load_model, sample
+    from gancore.training import make_grid
+    import torch
+
+    model = load_model(args.checkpoint)
+    images = sample(model, n=args.n, seed=args.seed, truncation=args.truncation)
+    if args.grid:
+        t = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+        Image.fromarray(make_grid(t, nrow=int(np.ceil(np.sqrt(args.n)))).squeeze()).save(args.grid)
+        print(f"wrote {args.grid}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(images):
+            Image.fromarray(img.squeeze()).save(out / f"sample_{args.seed}_{i:04d}.png")
+        print(f"wrote {len(images)} images to {out}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from gancore.inference import header_summary
+    print(json.dumps(header_summary(args.checkpoint), indent=2))
+    return 0
+
+
+def cmd_translate(args) -> int:
+    from gancore.translate import translate_paths
+    results = translate_paths(args.checkpoint, args.inputs, args.out, direction=args.direction,
+                              cycle=args.cycle, scale=args.scale, batch_size=args.batch_size)
+    failed = [r for r in results if r["error"]]
+    for r in results:
+        print(f"{'ERROR ' + r['error'] if r['error'] else 'ok'}: {r['input']} -> {r.get('output', '')}"
+              + (f" ({r['note']})" if r.get("note") else ""))
+    print(f"{len(results) - len(failed)} translated, {len(failed)} failed")
+    return 1 if failed and len(failed) == len(results) else 0
+
+
+def cmd_eval(args) -> int:
+    from gancore import evaluation
+    result = evaluation.evaluate(args.checkpoint, n=args.n, data_a=args.test_a, data_b=args.test_b,
+                                 device=args.device)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from gancore import export
+    report = export.export_onnx(args.checkpoint, args.out, int8=args.int8, network=args.network)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from gancore import serve
+    serve.main(args.model, host=args.host, port=args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gancore.training import TrainConfig
+    p = argparse.ArgumentParser(prog="gancore", description="GAN Studio engine")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model (also under torchrun for DDP)")
+    _add_dataclass_flags(t, TrainConfig)
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="model setting, e.g. base_channels=32")
+    t.add_argument("--resume", help="resumable checkpoint to continue exactly")
+    t.add_argument("--save-samples", action="store_true", help="write preview grids as PNGs to out_dir")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="draw images from a noise model")
+    s.add_argument("checkpoint")
+    s.add_argument("--n", type=int, default=16)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--truncation", type=float, default=1.0)
+    s.add_argument("--out", help="folder for one PNG per image")
+    s.add_argument("--grid", help="one PNG grid")
+    s.set_defaults(func=cmd_sample)
+
+    i = sub.add_parser("inspect", help="print a checkpoint's header without loading tensors")
+    i.add_argument("checkpoint")
+    i.set_defaults(func=cmd_inspect)
+
+    tr = sub.add_parser("translate", help="translate photos with a CycleGAN checkpoint")
+    tr.add_argument("checkpoint")
+    tr.add_argument("inputs", nargs="+", help="images or folders")
+    tr.add_argument("--direction", choices=["AB", "BA"], default="AB")
+    tr.add_argument("--out", required=True)
+    tr.add_argument("--cycle", action="store_true", help="also write the cycle reconstruction")
+    tr.add_argument("--scale", choices=["model", "full"], default="model")
+    tr.add_argument("--batch-size", type=int, default=4)
+    tr.set_defaults(func=cmd_translate)
+
+    e = sub.add_parser("eval", help="quality metrics: digit FID/IS/coverage, or translation FID/KID")
+    e.add_argument("checkpoint")
+    e.add_argument("--n", type=int, default=10000, help="samples for noise models")
+    e.add_argument("--test-a", help="translation models: folder of test images of domain A")
+    e.add_argument("--test-b", help="translation models: folder of test images of domain B")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", help="also write the result here")
+    e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("export", help="export a generator to ONNX (with a parity check)")
+    x.add_argument("checkpoint")
+    x.add_argument("--out", required=True)
+    x.add_argument("--int8", action="store_true", help="static int8 QDQ quantisation")
+    x.add_argument("--network", help="which generator (G_AB or G_BA for CycleGAN)")
+    x.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("serve", help="serve a model over HTTP (FastAPI)")
+    v.add_argument("model", help="checkpoint (.safetensors) or exported .onnx")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8000)
+    v.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from gancore.checkpoint import CheckpointError
+    from gancore.data import DataError
+    try:
+        return args.func(args)
+    except (CheckpointError, DataError, ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

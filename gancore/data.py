@@ -1,0 +1,335 @@
+"""Datasets: MNIST from its IDX files, image folders or zips, unpaired A/B folders, synthetic images.
+
+Every dataset's `__getitem__` takes `(index, seed)`: the sampler hands each item its own augmentation seed
+(derived from the run seed, epoch and position), so a resumed run sees exactly what a straight run sees,
+whatever the number of loader workers.
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import random
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile
+from torch.utils.data import Dataset, DistributedSampler, Sampler
+
+log = logging.getLogger("gancore.data")
+ASSETS = Path(__file__).parent / "assets"
+MNIST_DIR = ASSETS / "mnist"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+MAX_IMAGE_PIXELS = 40_000_000      # decompression-bomb guard for user files
+MAX_ZIP_BYTES = 2_000_000_000
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+class DataError(ValueError):
+    """Data that cannot be used, with a message a person can act on."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# MNIST
+
+def read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise DataError(f"{path.name}: not an unsigned-byte IDX file")
+    shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(shape)):
+        raise DataError(f"{path.name}: truncated IDX file")
+    return arr.reshape(shape)
+
+
+def load_mnist(split: str = "train", root: Path = MNIST_DIR) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (N, 28, 28) and labels (N,)."""
+    prefix = "train" if split == "train" else "t10k"
+    images = read_idx(Path(root) / f"{prefix}-images-idx3-ubyte.gz")
+    labels = read_idx(Path(root) / f"{prefix}-labels-idx1-ubyte.gz")
+    return images, labels
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 HWC or HW -> float CHW in [-1, 1]."""
+    t = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True))
+    if t.ndim == 2:
+        t = t.unsqueeze(-1)
+    return t.permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float [-1, 1] (N, C, H, W) or (C, H, W) -> uint8 NHWC / HWC numpy."""
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.movedim(-3, -1).cpu().numpy()
+
+
+class MNISTDataset(Dataset):
+    def __init__(self, split="train", image_size=28, channels=1, limit: int | None = None):
+        images, labels = load_mnist(split)
+        if limit:
+            images, labels = images[:limit], labels[:limit]
+        x = torch.from_numpy(images.copy()).float().div(127.5).sub(1.0).unsqueeze(1)   # (N, 1, 28, 28)
+        if image_size != 28:
+            x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear",
+                                                align_corners=False, antialias=True)
+        if channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        self.x = x.contiguous()
+        self.labels = torch.from_numpy(labels.astype(np.int64))
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, item):
+        index, _seed = item
+        return self.x[index]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Image files
+
+def open_image(path_or_file, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open and fully decode an image, or raise DataError with the reason."""
+    name = getattr(path_or_file, "name", str(path_or_file))
+    try:
+        with Image.open(path_or_file) as im:
+            if im.width * im.height > max_pixels:
+                raise DataError(f"{Path(name).name}: image is too large ({im.width}x{im.height})")
+            im.load()
+            return im.copy()
+    except DataError:
+        raise
+    except Image.DecompressionBombError:
+        raise DataError(f"{Path(name).name}: image is too large (decompression-bomb guard)") from None
+    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as e:
+        raise DataError(f"{Path(name).name}: not a readable image ({e.__class__.__name__})") from None
+
+
+def to_rgb_or_grey(im: Image.Image, channels: int) -> Image.Image:
+    """Grey, palette, RGBA (composited on white) -> 'L' or 'RGB'."""
+    if im.mode in ("RGBA", "LA", "P") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    return im.convert("L" if channels == 1 else "RGB")
+
+
+def resize_crop(im: Image.Image, size: int, load_size: int | None = None, rng: random.Random | None = None,
+                flip: bool = False) -> Image.Image:
+    """Resize the shorter side to `load_size` (default `size`), crop `size` (random if rng), maybe flip."""
+    load_size = load_size or size
+    w, h = im.size
+    scale = load_size / min(w, h)
+    nw, nh = max(load_size, round(w * scale)), max(load_size, round(h * scale))
+    im = im.resize((nw, nh), Image.BICUBIC)
+    if rng is None:
+        left, top = (nw - size) // 2, (nh - size) // 2
+    else:
+        left, top = rng.randint(0, nw - size), rng.randint(0, nh - size)
+    im = im.crop((left, top, left + size, top + size))
+    if flip and rng is not None and rng.random() < 0.5:
+        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    return im
+
+
+def safe_extract_zip(zip_path: Path, target: Path, max_bytes: int = MAX_ZIP_BYTES) -> Path:
+    """Extract image members only; a member cannot write outside `target`; total size is capped."""
+    target = Path(target).resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"{Path(zip_path).name}: not a readable zip file ({e})") from None
+    with zf:
+        total = sum(i.file_size for i in zf.infolist())
+        if total > max_bytes:
+            raise DataError(f"{Path(zip_path).name}: unpacks to {total / 1e9:.1f} GB, over the "
+                            f"{max_bytes / 1e9:.1f} GB limit")
+        for info in zf.infolist():
+            if info.is_dir() or Path(info.filename).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            dest = (target / info.filename).resolve()
+            if target not in dest.parents:
+                log.warning("skipped zip member outside the target folder: %s", info.filename)
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(dest, "wb") as out:
+                out.write(src.read())
+    return target
+
+
+def list_images(root: str | os.PathLike) -> list[Path]:
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: no such folder or zip file")
+    if root.is_file() and root.suffix.lower() == ".zip":
+        root = safe_extract_zip(root, root.with_suffix(""))
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+class ImageFolderDataset(Dataset):
+    """Any folder or .zip of images, converted to `channels` and resized/cropped to `image_size`.
+
+    Files are decoded once up front (they are small for GANs of this size); broken files are skipped,
+    counted and logged, never a crash. A folder with no usable image is a DataError.
+    """
+
+    def __init__(self, root, image_size=64, channels=3, flip=False, max_images: int | None = 20000):
+        files = list_images(root)[:max_images]
+        arrays, self.skipped = [], []
+        for f in files:
+            try:
+                im = to_rgb_or_grey(open_image(f), channels)
+            except DataError as e:
+                self.skipped.append(str(e))
+                continue
+            arrays.append(np.asarray(resize_crop(im, image_size)))
+        if self.skipped:
+            log.warning("skipped %d unreadable file(s) in %s, e.g. %s", len(self.skipped), root, self.skipped[0])
+        if not arrays:
+            raise DataError(f"{Path(root).name}: no usable image found "
+                            f"({len(files)} file(s) looked at, {len(self.skipped)} unreadable)")
+        self.x = torch.stack([to_tensor(a) for a in arrays])
+        self.flip = flip
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, item):
+        index, seed = item
+        x = self.x[index]
+        if self.flip and random.Random(seed).random() < 0.5:
+            x = x.flip(-1)
+        return x
+
+
+class UnpairedDataset(Dataset):
+    """Two unrelated image sets A and B, loaded lazily with resize -> random crop -> flip.
+
+    An epoch runs over max(len A, len B) items; item i pairs A[i % len A] with a B drawn at random, as the
+    paper's code does. Broken files are dropped when the set is listed (checked by a cheap header read).
+    """
+
+    def __init__(self, root_A, root_B, image_size=256, load_size=286, channels=3, train=True):
+        self.files_A = self._usable(root_A)
+        self.files_B = self._usable(root_B)
+        self.image_size, self.load_size, self.channels, self.train = image_size, load_size, channels, train
+
+    @staticmethod
+    def _usable(root) -> list[Path]:
+        files, skipped = [], 0
+        for f in list_images(root):
+            try:
+                with Image.open(f) as im:
+                    im.verify()
+                files.append(f)
+            except Exception:   # any failure to parse the header: skip the file, count it
+                skipped += 1
+        if skipped:
+            log.warning("skipped %d unreadable file(s) in %s", skipped, root)
+        if not files:
+            raise DataError(f"{Path(root).name}: no usable image found")
+        return files
+
+    def __len__(self):
+        return max(len(self.files_A), len(self.files_B))
+
+    def _load(self, path, rng):
+        im = to_rgb_or_grey(open_image(path), self.channels)
+        if self.train:
+            im = resize_crop(im, self.image_size, self.load_size, rng, flip=True)
+        else:
+            im = resize_crop(im, self.image_size)
+        return to_tensor(np.asarray(im))
+
+    def __getitem__(self, item):
+        index, seed = item
+        rng = random.Random(seed)
+        a = self._load(self.files_A[index % len(self.files_A)], rng)
+        b = self._load(self.files_B[rng.randrange(len(self.files_B))], rng)
+        return a, b
+
+
+class SyntheticDataset(Dataset):
+    """Random smooth blobs, for tests: deterministic per index."""
+
+    def __init__(self, n=64, image_size=16, channels=1, paired_domains=False):
+        g = torch.Generator().manual_seed(0)
+        low = torch.rand(n * (2 if paired_domains else 1), channels, 4, 4, generator=g) * 2 - 1
+        self.x = torch.nn.functional.interpolate(low, size=(image_size, image_size), mode="bilinear")
+        self.n, self.paired = n, paired_domains
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, item):
+        index, _ = item
+        if self.paired:
+            return self.x[index], -self.x[self.n + index]
+        return self.x[index]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sampling
+
+class SeededSampler(Sampler):
+    """`DistributedSampler` order plus a per-item augmentation seed, resumable mid-epoch.
+
+    Yields `(index, seed)`; `skip` drops the first items of the epoch (what a resumed run already saw).
+    """
+
+    def __init__(self, dataset, seed: int, rank: int = 0, world_size: int = 1):
+        self.inner = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
+                                        seed=seed, drop_last=True)
+        self.seed, self.epoch, self.skip = seed, 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0):
+        self.epoch, self.skip = epoch, skip
+        self.inner.set_epoch(epoch)
+
+    def __iter__(self):
+        order = list(self.inner)
+        base = (self.seed * 1_000_003 + self.epoch) * 10_000_019
+        for pos, index in enumerate(order):
+            if pos >= self.skip:
+                yield index, base + index
+
+    def __len__(self):
+        return len(self.inner) - self.skip
+
+
+def collate(items):
+    if isinstance(items[0], tuple):
+        return tuple(torch.stack(parts) for parts in zip(*items))
+    return torch.stack(items)
+
+
+def make_dataset(train_cfg, model_cfg) -> Dataset:
+    """The dataset a TrainConfig names, shaped for the model config."""
+    size, ch = model_cfg.image_size, model_cfg.image_channels
+    limit = train_cfg.data_limit or None
+    translate = hasattr(model_cfg, "lambda_cycle")
+    if train_cfg.data == "synthetic":
+        return SyntheticDataset(n=limit or 64, image_size=size, channels=ch, paired_domains=translate)
+    if translate:
+        if not train_cfg.data_b:
+            raise DataError("a translation model needs two image sets: data (domain A) and data_b (domain B)")
+        ds = UnpairedDataset(train_cfg.data, train_cfg.data_b, image_size=size,
+                             load_size=getattr(model_cfg, "load_size", size), channels=ch)
+        if limit:
+            ds.files_A, ds.files_B = ds.files_A[:limit], ds.files_B[:limit]
+        return ds
+    if train_cfg.data == "mnist":
+        return MNISTDataset("train", image_size=size, channels=ch, limit=limit)
+    return ImageFolderDataset(train_cfg.data, image_size=size, channels=ch, max_images=limit or 20000)

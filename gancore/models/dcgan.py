@@ -1,0 +1,79 @@
+"""DCGAN (Radford, Metz, Chintala 2016): transposed-convolution generator with BatchNorm and ReLU,
+strided-convolution discriminator with LeakyReLU, weights initialised N(0, 0.02).
+
+Image sizes 28, 32 or 64 and 1 or 3 channels. The seed's 3-channel generator
+(latent -> 512 -> 256 -> 128 -> 3) is `DCGANConfig(image_size=32, image_channels=3, base_channels=128)`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gancore.models.base import init_dcgan_weights
+from gancore.models.noise_gan import NoiseGAN
+
+
+@dataclass(frozen=True)
+class DCGANConfig:
+    latent_dim: int = 100
+    base_channels: int = 32          # width of the last generator block; earlier blocks double it
+    image_size: int = 28             # 28, 32 or 64
+    image_channels: int = 1
+    d_base_channels: int = 32
+    loss: str = "bce"                # "bce" (non-saturating) or "hinge"
+
+    def __post_init__(self):
+        if self.image_size not in (28, 32, 64):
+            raise ValueError("DCGAN image_size must be 28, 32 or 64")
+
+
+def _plan(size: int) -> tuple[int, int]:
+    """(start resolution, number of x2 upsamplings) for each supported size."""
+    return {28: (7, 2), 32: (4, 3), 64: (4, 4)}[size]
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, cfg: DCGANConfig):
+        super().__init__()
+        start, ups = _plan(cfg.image_size)
+        ch = cfg.base_channels * 2 ** (ups - 1)
+        layers = [nn.ConvTranspose2d(cfg.latent_dim, ch, start, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        for _ in range(ups - 1):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, cfg.image_channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z.view(z.shape[0], -1, 1, 1))   # (N, latent) -> (N, latent, 1, 1)
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, cfg: DCGANConfig):
+        super().__init__()
+        start, ups = _plan(cfg.image_size)
+        ch = cfg.d_base_channels
+        layers = [nn.Conv2d(cfg.image_channels, ch, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        for _ in range(ups - 1):
+            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, True)]
+            ch *= 2
+        layers += [nn.Conv2d(ch, 1, start, 1, 0)]   # logits
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x).flatten(1)
+
+
+class DCGAN(NoiseGAN):
+    model_type = "dcgan"
+
+    def __init__(self, config: DCGANConfig):
+        super().__init__(config)
+        self.G = DCGANGenerator(config)
+        self.D = DCGANDiscriminator(config)
+        init_dcgan_weights(self)
+
+    def noise(self, n, generator=None):
+        return torch.randn(n, self.config.latent_dim, generator=generator)

@@ -1,0 +1,64 @@
+"""The classic fully connected GAN (Goodfellow et al. 2014), in the seed's exact architecture.
+
+G: latent 100 -> 256 -> 512 -> 784, LeakyReLU 0.2, Tanh.  D: 784 -> 512 -> 256 -> 1 with Dropout 0.3.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gancore.models.noise_gan import NoiseGAN
+
+
+@dataclass(frozen=True)
+class MLPGANConfig:
+    latent_dim: int = 100
+    g_hidden: tuple = (256, 512)
+    d_hidden: tuple = (512, 256)
+    dropout: float = 0.3
+    image_size: int = 28
+    image_channels: int = 1
+    loss: str = "bce"                # "bce" (non-saturating) or "hinge"
+
+
+class MLPGenerator(nn.Module):
+    def __init__(self, cfg: MLPGANConfig):
+        super().__init__()
+        self.shape = (cfg.image_channels, cfg.image_size, cfg.image_size)
+        dims = [cfg.latent_dim, *cfg.g_hidden]
+        layers = []
+        for a, b in zip(dims, dims[1:]):
+            layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
+        layers += [nn.Linear(dims[-1], cfg.image_channels * cfg.image_size ** 2), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z.flatten(1)).view(-1, *self.shape)   # (N, latent) -> (N, C, H, W)
+
+
+class MLPDiscriminator(nn.Module):
+    def __init__(self, cfg: MLPGANConfig):
+        super().__init__()
+        dims = [cfg.image_channels * cfg.image_size ** 2, *cfg.d_hidden]
+        layers = []
+        for a, b in zip(dims, dims[1:]):
+            layers += [nn.Linear(a, b), nn.LeakyReLU(0.2), nn.Dropout(cfg.dropout)]
+        layers += [nn.Linear(dims[-1], 1)]   # logits; the sigmoid lives in the loss
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x.flatten(1))
+
+
+class MLPGAN(NoiseGAN):
+    model_type = "mlp"
+
+    def __init__(self, config: MLPGANConfig):
+        super().__init__(config)
+        self.G = MLPGenerator(config)
+        self.D = MLPDiscriminator(config)
+
+    def noise(self, n, generator=None):
+        return torch.randn(n, self.config.latent_dim, generator=generator)
