@@ -45,9 +45,9 @@ def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[s
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o644)
     try:
         save_file(tensors, tmp, metadata=header)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
