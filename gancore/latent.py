@@ -55,3 +55,26 @@ def load_or_compute_directions(checkpoint: str | Path, generator: nn.Module, k: 
     except OSError:
         pass  # read-only folder: use the directions without caching
     return d
+
+
+def edit(z: torch.Tensor, directions: torch.Tensor, alphas) -> torch.Tensor:
+    """z (N, latent_dim) moved by sum_i alphas[i] * directions[i]; extra alphas beyond k are ignored."""
+    a = torch.as_tensor([float(x) for x in alphas][: directions.shape[0]], dtype=directions.dtype)
+    if a.numel() == 0:
+        return z
+    return z + (a @ directions[: a.numel()]).to(z.dtype)       # (k,) @ (k, latent) -> (latent,)
+
+
+def interpolate(z0: torch.Tensor, z1: torch.Tensor, n: int) -> torch.Tensor:
+    """n latents from z0 to z1 (each (1, latent_dim) or (latent_dim,)) by spherical interpolation.
+
+    Gaussian latents concentrate near a sphere, so slerp keeps every frame as 'typical' as its ends
+    (White 2016, "Sampling Generative Networks"); a straight line would pass through low-norm points.
+    """
+    a, b = z0.reshape(-1).float(), z1.reshape(-1).float()
+    t = torch.linspace(0, 1, max(2, int(n)))[:, None]                  # (n, 1)
+    cos = (a @ b / (a.norm() * b.norm()).clamp_min(1e-12)).clamp(-1, 1)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-4:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)   # (n, latent)
