@@ -46,7 +46,8 @@ def config_from_json(name: str, text: str):
 def _ensure() -> None:
     if _REGISTRY:
         return
-    from gancore.models import cyclegan, dcgan, mlp
+    from gancore.models import cyclegan, dcgan, maskrec, mlp
     register("mlp", mlp.MLPGANConfig, mlp.MLPGAN, "noise", "MLP GAN (Goodfellow et al. 2014)")
     register("dcgan", dcgan.DCGANConfig, dcgan.DCGAN, "noise", "DCGAN (Radford et al. 2016)")
     register("cyclegan", cyclegan.CycleGANConfig, cyclegan.CycleGAN, "translate", "CycleGAN (Zhu et al. 2017)")
+    register("maskrec", maskrec.MaskRecConfig, maskrec.MaskRec, "inpaint", "Masked reconstruction (context encoder, Pathak et al. 2016)")
