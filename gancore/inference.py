@@ -139,20 +139,24 @@ def prepare_for_translation(image, model, max_side: int = MAX_SIDE, scale: str =
     w, h = im.size
     if min(w, h) < 8:
         raise DataError(f"image is too small ({w}x{h}); it needs at least 8 pixels per side")
+    if max(w, h) / min(w, h) > 20:
+        raise DataError(f"image is too elongated ({w}x{h}); the sides may differ at most 20 times")
     note = ""
+    # The result keeps the photo's size, capped at max_side on its longer side.
+    out_w, out_h = w, h
+    if max(w, h) > max_side:
+        f = max_side / max(w, h)
+        out_w, out_h = max(1, round(w * f)), max(1, round(h * f))
+        note = f"scaled down from {w}x{h} to {out_w}x{out_h} (longest side at most {max_side} pixels)"
     if scale == "model":
-        target = model.config.image_size
-        s = target / min(w, h)
-        if max(w, h) * s > max_side:
-            s = max_side / max(w, h)
+        s = model.config.image_size / min(w, h)
+        s = min(s, max_side / max(w, h))
     else:
-        s = 1.0 if max(w, h) <= max_side else max_side / max(w, h)
-    if max(w, h) > max_side and scale == "full":
-        note = f"scaled down from {w}x{h} to a longest side of {max_side} pixels"
+        s = min(1.0, max_side / max(w, h))
     nw, nh = max(8, round(w * s)), max(8, round(h * s))
     if (nw, nh) != (w, h):
         im = im.resize((nw, nh), Image.BICUBIC)
-    return to_tensor(np.asarray(im)).unsqueeze(0), (w, h), note
+    return to_tensor(np.asarray(im)).unsqueeze(0), (out_w, out_h), note
 
 
 def run_padded(net, x: torch.Tensor, multiple: int = 4) -> torch.Tensor:

@@ -173,6 +173,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
 
         model = registry.build(cfg.model, self.model_config)
+        self.model = model
         model.to(device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -288,8 +289,10 @@ class Trainer:
                     window_images += cfg.batch_size * world
 
                     stacked = torch.stack([v.detach().float() for v in losses.values()])
-                    if not torch.isfinite(stacked).all():
-                        bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+                    save_due = bool(cfg.checkpoint_every_steps) and step % cfg.checkpoint_every_steps == 0
+                    weights_bad = save_due and not _all_finite(model)
+                    if not torch.isfinite(stacked).all() or weights_bad:
+                        bad = [k for k, v in losses.items() if not torch.isfinite(v).all()] or ["weights"]
                         failed = True
                         msg = (f"training stopped at step {step}: loss {', '.join(bad)} became NaN or infinite. "
                                "The last good checkpoint is kept"
@@ -327,6 +330,8 @@ class Trainer:
                     batch_in_epoch = 0
         finally:
             # Normal end, Ctrl-C or the consumer closing the generator: save, unless the run went NaN.
+            if not failed and not _all_finite(model):
+                failed = True
             if not failed:
                 path = save("last.safetensors")
                 if is_main:
@@ -367,6 +372,10 @@ class Trainer:
                  "scaler": scaler.state_dict() if scaler is not None else None}
         ckpt.save(path, tensors, {"model_type": model.model_type, "model_config": to_json(model.config),
                                   "train_state": json.dumps(state)})
+
+
+def _all_finite(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def stacked_dict(losses, stacked):

@@ -221,7 +221,7 @@ class CycleGAN(GANModel):
         losses["D_B/fake"] = lsgan(pred_B[n:], False) * 0.5
         loss_D = losses["D_A/real"] + losses["D_A/fake"] + losses["D_B/real"] + losses["D_B/fake"]
         ctx.step("D", loss_D)
-        return losses
+        return {k: v.detach() for k, v in losses.items()}
 
     def extra_tensors(self):
         out = {}

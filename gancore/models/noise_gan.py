@@ -45,13 +45,15 @@ class NoiseGAN(GANModel):
         device = real.device
         loss_kind = self.config.loss
 
-        # Update D: real and fake in one forward (one DDP forward per backward).
+        # Update D. Real and fake go through D separately: with BatchNorm in D, a mixed batch would let
+        # D tell them apart by batch statistics, which the G phase (fakes only) never shows it.
         z = self.noise(n).to(device)
         with torch.no_grad(), ctx.autocast():
             fake = G(z)
         with ctx.autocast():
-            logits = D(torch.cat([real, fake.to(real.dtype)]))
-        loss_real, loss_fake = d_loss(loss_kind, logits[:n], logits[n:])
+            real_logits = D(real)
+            fake_logits = D(fake.to(real.dtype))
+        loss_real, loss_fake = d_loss(loss_kind, real_logits, fake_logits)
         ctx.step("D", loss_real + loss_fake)
 
         # Update G through a frozen, unwrapped D.

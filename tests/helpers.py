@@ -1,0 +1,23 @@
+"""Tiny configs (16 px, few channels) so the contract tests run in seconds."""
+from gancore.models.cyclegan import CycleGANConfig
+from gancore.models.dcgan import DCGANConfig
+from gancore.models.mlp import MLPGANConfig
+
+TINY = {
+    "mlp": MLPGANConfig(latent_dim=8, g_hidden=(16, 32), d_hidden=(32, 16), image_size=16),
+    "dcgan": DCGANConfig(latent_dim=8, base_channels=4, d_base_channels=4, image_size=28),
+    "cyclegan": CycleGANConfig(base_channels=4, res_blocks=1, d_base_channels=4, d_layers=2, image_size=32, load_size=36,
+                               pool_size=4),
+}
+
+
+def tiny_config(name):
+    if name in TINY:
+        return TINY[name]
+    from gancore import registry
+    entry = registry.get(name)
+    cfg = entry.config_cls()
+    # Models added later: shrink what they let us shrink.
+    small = {k: v for k, v in {"base_channels": 4, "d_base_channels": 4}.items() if hasattr(cfg, k)}
+    import dataclasses
+    return dataclasses.replace(cfg, **small)

@@ -1,0 +1,136 @@
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gancore import checkpoint as ckpt
+from gancore.training import TrainConfig, Trainer, TrainingError, train
+from helpers import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(model="dcgan", data="synthetic", batch_size=4, out_dir=str(tmp_path / "run"), data_limit=16,
+                sample_every_steps=2, checkpoint_every_steps=2, log_every_steps=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_events_and_preview_grid(tmp_path):
+    events = list(Trainer(_cfg(tmp_path, steps=4), tiny_config("dcgan")).run())
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    steps = [e for e in events if e.kind == "step"]
+    assert [e.step for e in steps] == [1, 2, 3, 4] and steps[-1].progress == 1.0
+    assert set(steps[0].losses) == {"D/real", "D/fake", "G/adv"}
+    grid = next(e.grid for e in events if e.kind == "sample")
+    assert grid.dtype.name == "uint8" and grid.ndim == 3
+
+
+def test_closing_the_generator_saves(tmp_path):
+    run = Trainer(_cfg(tmp_path, steps=100, checkpoint_every_steps=0), tiny_config("dcgan")).run()
+    for ev in run:
+        if ev.kind == "step" and ev.step == 3:
+            break
+    run.close()   # what the studio's Stop button and Ctrl-C do
+    meta = ckpt.read_header(tmp_path / "run" / "last.safetensors")
+    import json
+    assert json.loads(meta["train_state"])["step"] == 3
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    from gancore.models.dcgan import DCGAN
+    real_step = DCGAN.train_step
+    calls = {"n": 0}
+
+    def poisoned(self, batch, ctx):
+        calls["n"] += 1
+        losses = real_step(self, batch, ctx)
+        if calls["n"] >= 4:   # the 4th step goes NaN
+            losses["G/adv"] = torch.tensor(float("nan"))
+        return losses
+    monkeypatch.setattr(DCGAN, "train_step", poisoned)
+    cfg = _cfg(tmp_path, steps=50, checkpoint_every_steps=2, sample_every_steps=0)
+    events = list(Trainer(cfg, tiny_config("dcgan")).run())
+    err = [e for e in events if e.kind == "error"]
+    assert err and events[-1].kind == "error"
+    assert "step 4" in err[0].message and "G/adv" in err[0].message and "last good checkpoint" in err[0].message
+    import json
+    tensors, meta = ckpt.load(tmp_path / "run" / "last.safetensors")
+    assert json.loads(meta["train_state"])["step"] == 2        # the good one, not overwritten
+    calls["n"] = 0
+    with pytest.raises(TrainingError, match="NaN"):
+        train(_cfg(tmp_path, steps=50, out_dir=str(tmp_path / "b")), tiny_config("dcgan"), quiet=True)
+
+
+def test_exploding_weights_are_never_saved(tmp_path):
+    cfg = _cfg(tmp_path, steps=30, lr_g=1e30, lr_d=1e30, checkpoint_every_steps=1, sample_every_steps=0)
+    events = list(Trainer(cfg, tiny_config("dcgan")).run())
+    assert events[-1].kind == "error"
+    path = tmp_path / "run" / "last.safetensors"
+    if path.exists():
+        tensors, _ = ckpt.load(path)    # refuses NaN/inf weights, so loading proves they are finite
+        assert all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point())
+
+
+def test_minutes_bound_and_missing_bound(tmp_path):
+    with pytest.raises(TrainingError, match="bound"):
+        list(Trainer(_cfg(tmp_path), tiny_config("dcgan")).run())
+    events = list(Trainer(_cfg(tmp_path, minutes=0.02), tiny_config("dcgan")).run())
+    assert events[-1].kind == "end" and events[-1].elapsed_s < 30
+
+
+def test_resume_refuses_weights_only_file(tmp_path):
+    from gancore.inference import export_weights
+    path = train(_cfg(tmp_path, steps=2), tiny_config("dcgan"), quiet=True)
+    small = export_weights(path, tmp_path / "w.safetensors")
+    with pytest.raises(ckpt.CheckpointError, match="weights only"):
+        Trainer(_cfg(tmp_path, steps=4), resume=small)
+    # ...but a new run can start from it.
+    cfg = _cfg(tmp_path, steps=1, init_from=str(small), out_dir=str(tmp_path / "warm"))
+    assert train(cfg, tiny_config("dcgan"), quiet=True)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("model", ["dcgan", "cyclegan"])
+def test_two_process_ddp_ends_with_identical_weights(tmp_path, model):
+    """torchrun --nproc_per_node=2 on CPU (gloo): both ranks hold the same weights at the end."""
+    script = tmp_path / "ddp_check.py"
+    script.write_text(f"""
+import sys, torch, torch.distributed as dist
+sys.path.insert(0, {str(ROOT / 'tests')!r})
+from helpers import tiny_config
+from gancore.training import TrainConfig, Trainer
+from gancore import registry
+cfg = TrainConfig(model={model!r}, data="synthetic", steps=3, batch_size=2, data_limit=16,
+                  out_dir={str(tmp_path / 'ddp')!r}, sample_every_steps=0, checkpoint_every_steps=0)
+trainer = Trainer(cfg, tiny_config({model!r}))
+for ev in trainer.run():
+    pass
+rank = dist.get_rank()
+from safetensors.torch import save_file
+vec = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+save_file({{"w": vec}}, {str(tmp_path)!r} + f"/rank{{rank}}.safetensors")
+dist.destroy_process_group()
+""")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           str(script)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from safetensors.torch import load_file
+    v0 = load_file(tmp_path / "rank0.safetensors")["w"]
+    v1 = load_file(tmp_path / "rank1.safetensors")["w"]
+    assert v0.numel() > 100
+    torch.testing.assert_close(v0, v1, rtol=0, atol=0)
+    assert (tmp_path / "ddp" / "last.safetensors").is_file()
