@@ -1,0 +1,1 @@
+"""GAN Studio's Gradio app: `studio.app.build_app()`; state lives in `studio.services.Services`."""

@@ -1,0 +1,120 @@
+"""The studio: one `gr.Blocks` with a tab per task, all calling the engine through `Services`.
+
+Plain functions first, then the layout, then the wiring (the gradio demos' shape). Masks, Explain and
+Export tabs plug in by existing: `studio/tabs/<name>.py` with `build(services)`.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+
+import gradio as gr
+
+from studio.services import Services
+from studio.tabs import explore, models, train, translate
+
+log = logging.getLogger("studio")
+
+TITLE = "GAN Studio"
+# Tabs other issues build; each shows a short note until its module exists.
+PLUGGABLE = [("Masks", "masks", "Fill in hidden parts of an image (masked reconstruction)."),
+             ("Explain", "explain", "See which pixels a discriminator looks at."),
+             ("Export", "export", "Save a generator as ONNX for use outside Python.")]
+
+THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate", neutral_hue="slate",
+                       font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"])
+
+CSS = """
+.gradio-container { max-width: 1200px !important; margin: auto; }
+.gs-progress { margin: 4px 0 8px; }
+.gs-bar { height: 14px; border-radius: 7px; background: var(--neutral-200); overflow: hidden; }
+.gs-fill { height: 100%; background: var(--primary-500); transition: width .4s ease; }
+.gs-fill.gs-finished { background: #16a34a; }
+.gs-fill.gs-failed, .gs-fill.gs-stopped { background: #d97706; }
+.gs-progress-text { margin-top: 6px; font-size: 0.95em; }
+#gs-header h1 { margin-bottom: 0; }
+@media (max-width: 640px) {
+  .gradio-container { padding: 6px !important; }
+  #gs-header p { font-size: 0.9em; }
+}
+"""
+
+
+def build_app(services: Services | None = None) -> gr.Blocks:
+    services = services or Services()
+    refreshers = []   # (tab, fn, inputs, outputs) wired after the layout
+
+    # ---- layout ------------------------------------------------------------------------------------
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"# {TITLE}\nTrain small GANs, explore what they learned, and turn horses into zebras. "
+                    "Everything runs on this machine's CPU.", elem_id="gs-header")
+        with gr.Tabs():
+            with gr.Tab("Train", id="train") as tab_train:
+                train_parts = train.build(services)
+            with gr.Tab("Explore", id="explore") as tab_explore:
+                explore_parts = explore.build(services)
+            with gr.Tab("Translate", id="translate") as tab_translate:
+                translate_parts = translate.build(services)
+            for title, module, blurb in PLUGGABLE:
+                with gr.Tab(title, id=module):
+                    _pluggable(module, blurb, services)
+            with gr.Tab("Models", id="models") as tab_models:
+                models_parts = models.build(services)
+        gr.Markdown("Built on the `gancore` engine and Gradio. Example photos: horse2zebra test set "
+                    "(ImageNet, non-commercial research and education; Zhu et al. 2017).", elem_id="gs-footer")
+
+        # ---- wiring --------------------------------------------------------------------------------
+        # Other tabs' lists refresh when they are opened, so a model trained a moment ago shows up.
+        fn, dd = explore_parts["refresh"]
+        tab_explore.select(fn, dd, dd, api_name="explore_models", api_visibility="undocumented")
+        fn, dd = translate_parts["refresh"]
+        tab_translate.select(fn, dd, dd, api_name="translate_models", api_visibility="undocumented")
+        fn, dd, outs = models_parts["refresh"]
+        tab_models.select(fn, dd, outs, api_name="models_refresh", api_visibility="undocumented")
+        # A (re)loaded page shows the running job and keeps polling it; Explore shows a first image.
+        poll, polled = train_parts["poll"]
+        demo.load(poll, None, polled, api_name="train_state_on_load", api_visibility="undocumented")
+        image, inputs, out = explore_parts["first_image"]
+        fn, dd = explore_parts["refresh"]
+        demo.load(fn, dd, dd, api_name="explore_models_on_load", api_visibility="undocumented").then(
+            _quiet(image), inputs, out, api_name="explore_first_image", api_visibility="undocumented")
+        fn, dd = translate_parts["refresh"]
+        demo.load(fn, dd, dd, api_name="translate_models_on_load", api_visibility="undocumented")
+        fn, dd, outs = models_parts["refresh"]
+        demo.load(fn, dd, outs, api_name="models_on_load", api_visibility="undocumented")
+    # Training alone (its handler also refuses a second job); inference a few at a time.
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    demo.services = services
+    # Import the engine (torch) in the background while the page is being served.
+    threading.Thread(target=importlib.import_module, args=("gancore.inference",), daemon=True).start()
+    return demo
+
+
+def _pluggable(module: str, blurb: str, services: Services) -> None:
+    try:
+        mod = importlib.import_module(f"studio.tabs.{module}")
+    except ImportError as e:
+        if e.name and e.name != f"studio.tabs.{module}":
+            log.warning("tab %s could not load: %s", module, e)
+        gr.Markdown(f"**Coming soon.** {blurb}")
+        return
+    mod.build(services)
+
+
+def _quiet(fn):
+    """First image on page load: no error pop-up when there is simply no generator yet."""
+    def wrapper(path, *args):
+        if not path:
+            return None
+        try:
+            return fn(path, *args)
+        except gr.Error:
+            return None
+    return wrapper
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, services: Services | None = None, **kwargs):
+    demo = build_app(services)
+    demo.launch(server_name=host, server_port=port, theme=THEME, css=CSS, **kwargs)
+    return demo

@@ -1,0 +1,149 @@
+"""Train tab: pick a model and data, give a time budget, watch progress, losses and samples.
+
+The run lives in `Services` (a background thread), so reloading the page shows it where it is; a
+`gr.Timer` polls its state once a second while it runs.
+"""
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from studio.ui import friendly, rgb
+
+MODELS = [("DCGAN: convolutional, sharp digits in a minute", "dcgan"),
+          ("MLP GAN: the original 2014 GAN, fastest", "mlp"),
+          ("CycleGAN: turns photos of one kind into another", "cyclegan")]
+DATA = [("MNIST handwritten digits (bundled)", "mnist"), ("My images (upload a .zip)", "upload")]
+ACTIVE = ("running", "stopping")
+
+
+def _fmt_time(s) -> str:
+    if s is None:
+        return "estimating…"
+    s = int(round(s))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def progress_html(st: dict) -> str:
+    """A progress bar with step, percent, ETA and speed, as plain HTML (no JavaScript)."""
+    pct = round(100 * st["progress"])
+    status = st["status"]
+    if status == "idle":
+        detail = "No run yet. Choose a model and data, then press Start."
+    else:
+        parts = [f"step {st['step']}", f"{pct}%"]
+        if status in ACTIVE:
+            parts.append(f"ETA {_fmt_time(st['eta_s'])}")
+        else:
+            parts.append(f"took {_fmt_time(st['elapsed_s'])}")
+        if st["images_per_s"]:
+            parts.append(f"{st['images_per_s']:.0f} images/s")
+        detail = " · ".join(parts)
+    return (f'<div class="gs-progress" data-status="{status}">'
+            f'<div class="gs-bar"><div class="gs-fill gs-{status}" style="width:{pct}%"></div></div>'
+            f'<div class="gs-progress-text"><b>{html.escape(status.capitalize())}</b> · {html.escape(detail)}</div>'
+            f'</div>')
+
+
+def losses_frame(st: dict):
+    import pandas as pd
+    rows = st["losses"] or [{"step": 0, "loss": "no data yet", "value": 0.0}]
+    return pd.DataFrame(rows, columns=["step", "loss", "value"])
+
+
+def build(services):
+    # ---- plain functions -------------------------------------------------------------------------
+    def poll():
+        st = services.training_state()
+        message = st["message"] or ""
+        if st["status"] == "finished":
+            message = f"✅ {message}"
+        elif st["status"] == "failed":
+            message = f"⚠️ {message}"
+        running = st["status"] in ACTIVE
+        return (progress_html(st), losses_frame(st), rgb(st["grid"]) if st["grid"] is not None else None,
+                message, gr.Timer(active=running),
+                gr.Button(interactive=not running), gr.Button(interactive=running))
+
+    @friendly
+    def start(model, data, upload, upload_b, unit, budget, batch_size, lr, image_size, run_name):
+        budget = float(budget or 0)
+        steps, minutes = (int(budget), 0) if unit == "steps" else (0, budget)
+        name = services.start_training(model=model, data=data, upload=_path(upload), upload_b=_path(upload_b),
+                                       steps=steps, minutes=minutes, batch_size=int(batch_size), lr=float(lr),
+                                       image_size=int(image_size or 0), run_name=run_name or "")
+        return (f"Started **{name}**. You can leave this page; the run keeps going.", gr.Timer(active=True),
+                gr.Button(interactive=False), gr.Button(interactive=True))
+
+    def stop():
+        if services.stop_training():
+            return "Stopping after the current step; the model so far is saved."
+        return "Nothing is running."
+
+    def on_model(model):
+        # CycleGAN learns from two photo sets; the digit set and a second upload make sense only then.
+        cyc = model == "cyclegan"
+        return (gr.Radio(value="upload" if cyc else "mnist", interactive=not cyc),
+                gr.File(visible=True) if cyc else gr.File(),
+                gr.File(visible=cyc))
+
+    def on_data(data, model):
+        return gr.File(visible=data == "upload" or model == "cyclegan")
+
+    # ---- layout ------------------------------------------------------------------------------------
+    gr.Markdown("Train a small GAN on this computer. Start with the defaults: a DCGAN on digits shows "
+                "recognisable samples after a minute.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=300):
+            model = gr.Radio(MODELS, value="dcgan", label="Model",
+                             info="What kind of GAN to train. DCGAN is the best first choice.")
+            data = gr.Radio(DATA, value="mnist", label="Training images",
+                            info="Bundled digits work right away; a zip of your own images (jpg/png) also works.")
+            upload = gr.File(label="Images (.zip)", file_types=[".zip"], visible=False, type="filepath",
+                             elem_id="train-upload")
+            upload_b = gr.File(label="Second image set for CycleGAN (.zip)", file_types=[".zip"], visible=False,
+                               type="filepath")
+            with gr.Row():
+                unit = gr.Radio(["minutes", "steps"], value="steps", label="Budget in",
+                                info="Stop after a time or after a number of training steps.")
+                budget = gr.Number(value=300, minimum=1, label="Budget",
+                                   info="300 steps take about a minute on a laptop CPU.")
+            with gr.Accordion("More settings", open=False):
+                batch_size = gr.Slider(8, 256, value=64, step=8, label="Batch size",
+                                       info="Images per step; larger is smoother but slower per step.")
+                lr = gr.Number(value=2e-4, label="Learning rate", minimum=1e-6, maximum=1e-2,
+                               info="How big each update is; 0.0002 is the DCGAN paper's value.")
+                image_size = gr.Dropdown([("automatic", 0), ("28 px", 28), ("32 px", 32), ("64 px", 64)],
+                                         value=0, label="Image size",
+                                         info="Automatic: 28 px for digits, 32 px for your images (64 for CycleGAN).")
+                run_name = gr.Textbox(label="Run name", placeholder="automatic (model and time)",
+                                      info="Folder name for this run; letters, digits, - and _.")
+            with gr.Row():
+                start_btn = gr.Button("Start training", variant="primary", elem_id="train-start")
+                stop_btn = gr.Button("Stop", variant="stop", interactive=False, elem_id="train-stop")
+            note = gr.Markdown(elem_id="train-note")
+        with gr.Column(scale=3, min_width=300):
+            bar = gr.HTML(progress_html(services.training_state()), elem_id="train-progress")
+            grid = gr.Image(label="Samples (refresh while training)", interactive=False, height=320,
+                            elem_id="train-grid", format="png")
+            plot = gr.LinePlot(losses_frame(services.training_state()), x="step", y="value", color="loss",
+                               label="Losses", height=240, elem_id="train-losses")
+    timer = gr.Timer(1.0, active=False)
+
+    # ---- wiring ------------------------------------------------------------------------------------
+    polled = [bar, plot, grid, note, timer, start_btn, stop_btn]
+    model.change(on_model, model, [data, upload, upload_b], api_name="train_model_changed",
+                 api_visibility="undocumented")
+    data.change(on_data, [data, model], upload, api_name="train_data_changed", api_visibility="undocumented")
+    start_btn.click(start, [model, data, upload, upload_b, unit, budget, batch_size, lr, image_size, run_name],
+                    [note, timer, start_btn, stop_btn], api_name="train_start", concurrency_limit=1)
+    stop_btn.click(stop, None, note, api_name="train_stop", concurrency_limit=None)
+    timer.tick(poll, None, polled, api_name="train_poll", concurrency_limit=None, show_progress="hidden")
+    return {"poll": (poll, polled)}
+
+
+def _path(f) -> str:
+    if not f:
+        return ""
+    return f if isinstance(f, str) else getattr(f, "name", "") or ""

@@ -1,0 +1,64 @@
+"""Translate tab: a CycleGAN turns a photo from one domain into the other (Zhu et al. 2017).
+
+Input, output and the cycle reconstruction (output translated back) side by side.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from studio.services import EXAMPLES_DIR
+from studio.ui import choices_update, friendly
+
+DIRECTIONS = [("Horse → zebra (A → B)", "AB"), ("Zebra → horse (B → A)", "BA")]
+
+
+def build(services):
+    # ---- plain functions -------------------------------------------------------------------------
+    @friendly
+    def run(path, image, direction, cycle):
+        out = services.translate(path, image, direction, cycle)
+        note = out["note"] or ""
+        if cycle:
+            note = (note + " " if note else "") + ("The right image is the output translated back: the closer it "
+                                                  "is to your photo, the more the model kept of it.")
+        return out["output"], out["reconstruction"], note
+
+    def auto(path, image, direction, cycle):
+        if image is None or not path:
+            return gr.skip(), gr.skip(), gr.skip()
+        return run(path, image, direction, cycle)
+
+    def refresh(current):
+        return choices_update(services.list_checkpoints("translate"), current)
+
+    # ---- layout ------------------------------------------------------------------------------------
+    pairs = []   # filled on page load, so starting the app does not wait for torch
+    with gr.Row():
+        ckpt = gr.Dropdown(pairs, value=None, allow_custom_value=True, label="Translation model",
+                           info="A CycleGAN; the shipped one turns horses into zebras and back.",
+                           elem_id="translate-model", scale=2)
+        direction = gr.Radio(DIRECTIONS, value="AB", label="Direction",
+                             info="Which way to translate.", elem_id="translate-direction", scale=2)
+        cycle = gr.Checkbox(value=True, label="Show the round trip",
+                            info="Also translate the result back, to see what the model kept.", scale=1)
+    with gr.Row(equal_height=True):
+        image = gr.Image(label="Your photo", type="numpy", sources=["upload", "clipboard", "webcam"],
+                         height=300, elem_id="translate-input")
+        output = gr.Image(label="Translated", interactive=False, format="png", height=300,
+                          elem_id="translate-output")
+        recon = gr.Image(label="Translated back", interactive=False, format="png", height=300,
+                         elem_id="translate-recon")
+    go = gr.Button("Translate", variant="primary", elem_id="translate-go")
+    note = gr.Markdown()
+    examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
+    gr.Examples([[str(p), "AB" if p.name.startswith("horse") else "BA"] for p in examples],
+                inputs=[image, direction],
+                label="Examples: horse2zebra test photos (ImageNet; Zhu et al. 2017). Click one to translate it.",
+                api_name="translate_load_example", elem_id="translate-examples", examples_per_page=5)
+
+    # ---- wiring ------------------------------------------------------------------------------------
+    go.click(run, [ckpt, image, direction, cycle], [output, recon, note], api_name="translate")
+    # A new photo (upload, paste, webcam or example click) translates at once; clearing it does nothing.
+    image.change(auto, [ckpt, image, direction, cycle], [output, recon, note], api_name="translate_on_change",
+                 api_visibility="undocumented", trigger_mode="always_last")
+    return {"refresh": (refresh, ckpt)}

@@ -1,0 +1,73 @@
+"""Small pieces every tab uses: turning engine errors into short messages, and images for display."""
+from __future__ import annotations
+
+import functools
+import logging
+
+import gradio as gr
+import numpy as np
+
+log = logging.getLogger("studio")
+
+# Errors a person can act on; their text is written for people (engine convention) and shown as is.
+_FRIENDLY = ("CheckpointError", "DataError", "ConfigError", "TrainingError", "BusyError", "PathError")
+
+
+def short(e: BaseException, limit: int = 300) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else e.__class__.__name__)[:limit]
+
+
+def friendly(fn):
+    """Handler wrapper: engine errors and ValueErrors become a short gr.Error, anything else a generic one.
+
+    A stack trace never reaches the page; the server log keeps it for unexpected errors.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:
+            if type(e).__name__ in _FRIENDLY or isinstance(e, ValueError):
+                raise gr.Error(short(e), title="Cannot do that") from None
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error("Something went wrong on the server; please try again. "
+                           f"({e.__class__.__name__})", title="Error") from None
+    return wrapper
+
+
+def enlarge(image: np.ndarray, min_side: int = 256) -> np.ndarray:
+    """Nearest-neighbour upscale by an integer factor so small GAN images stay crisp on screen."""
+    h, w = image.shape[:2]
+    f = max(1, -(-min_side // max(1, min(h, w))))       # ceil division
+    if f == 1:
+        return image
+    return image.repeat(f, axis=0).repeat(f, axis=1)
+
+
+def tile(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
+    """(N, H, W, C) uint8 -> one grid image with white gaps; grey images become RGB."""
+    n, h, w, c = images.shape
+    if c == 1:
+        images = images.repeat(3, axis=3)
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, col = divmod(i, cols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = im
+    return out
+
+
+def rgb(image: np.ndarray) -> np.ndarray:
+    """HWC with 1 channel -> HW (Gradio shows it grey); 3 channels unchanged."""
+    return image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+
+
+def choices_update(pairs: list[tuple[str, str]], current: str | None = None):
+    """A Dropdown update that keeps the current choice when it still exists, else takes the first."""
+    values = [v for _, v in pairs]
+    value = current if current in values else (values[0] if values else None)
+    return gr.Dropdown(choices=pairs, value=value)
