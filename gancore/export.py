@@ -178,14 +178,17 @@ def _inputs(model, spec: dict, calibration_images, held_out_images, seed: int) -
     # CycleGAN: real photos of the input domain (given, or the ones the studio ships).
     c, s = cfg.image_channels, cfg.image_size
     domain = spec["contract"]["input"]["domain"]
-    if calibration_images is not None or held_out_images is not None:
-        cal_paths = list(calibration_images or held_out_images)
-        held_paths = list(held_out_images or calibration_images)
-        source = "given photos"
-    else:
-        own, other = _bundled_examples(domain)
-        held_paths, cal_paths = own[:1], own[1:] + other
-        source = f"the studio's example photos ({', '.join(p.name for p in own + other)})"
+    own, other = _bundled_examples(domain)
+    held_paths, cal_paths = own[:1], own[1:] + other
+    source = f"the studio's example photos ({', '.join(p.name for p in own + other)})"
+    if held_out_images is not None:
+        held_paths, source = list(held_out_images), "given held-out photos, calibrated on " + (
+            "given photos" if calibration_images is not None else source)
+        cal_paths = own + other
+    if calibration_images is not None:
+        cal_paths = list(calibration_images)
+        if held_out_images is None:
+            source = "given calibration photos, held-out: " + source
     held = [_load_photo(p, s, c)[None] for p in held_paths]
     cal = [_load_photo(p, s, c)[None] for p in cal_paths]
     if not held:
