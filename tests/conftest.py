@@ -41,3 +41,44 @@ def h2z():
     if not H2Z.is_dir():
         pytest.skip("../shared/datasets/horse2zebra is not here")
     return H2Z
+
+
+# ----------------------------------------------------------------------------------------------------
+# The studio, launched once per session on 127.0.0.1 (API and browser tests share it)
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def studio(tmp_path_factory):
+    """The Gradio app in this process: its own weights and runs folders and a tiny DCGAN to explore."""
+    import shutil
+    from types import SimpleNamespace
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from gancore.training import TrainConfig, train
+    from studio.app import CSS, THEME, build_app
+    from studio.services import Services
+
+    base = tmp_path_factory.mktemp("studio")
+    weights, runs = base / "weights", base / "runs"
+    weights.mkdir()
+    if (ROOT / "weights" / "horse2zebra.safetensors").is_file():
+        shutil.copy(ROOT / "weights" / "horse2zebra.safetensors", weights)
+    tiny = train(TrainConfig(model="dcgan", data="mnist", steps=4, batch_size=8, data_limit=64, ema_decay=0,
+                             out_dir=str(runs / "tiny-dcgan"), sample_every_steps=0, checkpoint_every_steps=0),
+                 quiet=True)
+    services = Services(weights_dir=weights, runs_dir=runs)
+    demo = build_app(services)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                theme=THEME, css=CSS)
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", services=services, weights=weights, runs=runs,
+                          tiny=tiny, demo=demo)
+    services.stop_training()
+    services.wait(60)
+    demo.close()
