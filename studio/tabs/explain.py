@@ -1,0 +1,244 @@
+"""Explain tab: heatmaps of why a discriminator decides what it decides, what a CycleGAN changes, and which
+pixels a latent direction moves.
+
+Plain handler functions first (tests call them directly), then `build(services)`.
+`services.list_checkpoints(task)` gives (label, path) pairs, `services.load(path)` the loaded model.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gancore import explain as ex
+from gancore.data import to_tensor
+
+DISCRIMINATOR_METHODS = {"Saliency": "saliency", "Integrated Gradients": "integrated_gradients",
+                         "Occlusion": "occlusion", "Learned mask": "learned_mask"}
+CYCLEGAN_METHODS = {"PatchGAN real/fake map": "realness", "Change |output - input|": "change",
+                    "Cycle error": "cycle_error"}
+LATENT_METHOD = "Latent directions (SeFa)"
+EXPLAIN_MAX_SIDE = 128      # photos are explained at this longer side: gradient methods stay near 1 s on CPU
+
+
+class ExplainInputError(ValueError):
+    """An input the tab cannot use; the message is shown to the user as is."""
+
+
+def methods_for(model) -> list[str]:
+    task = getattr(model, "task", "")
+    methods = list(DISCRIMINATOR_METHODS)
+    if task == "translate":
+        methods = list(CYCLEGAN_METHODS) + methods
+    if task == "noise":
+        methods = methods + [LATENT_METHOD]
+    return methods
+
+
+def _discriminator(model, direction: str = "AB"):
+    """The discriminator that judges the explained image (CycleGAN: the one of the input's domain)."""
+    if getattr(model, "task", "") == "translate":
+        return model.D.D_A if direction == "AB" else model.D.D_B
+    return model.D
+
+
+def prepare(model, image) -> tuple[torch.Tensor, np.ndarray]:
+    """User image -> (1, C, H, W) tensor in the model's format, and the uint8 image it shows."""
+    if image is None:
+        raise ExplainInputError("Choose an image first: upload one, pick an example, or generate one.")
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise ExplainInputError("That does not look like an image.")
+    cfg = model.config
+    pil = Image.fromarray(arr.astype(np.uint8)).convert("L" if cfg.image_channels == 1 else "RGB")
+    if getattr(model, "task", "") == "translate":
+        s = min(1.0, EXPLAIN_MAX_SIDE / max(pil.size))
+        w, h = max(8, round(pil.width * s)) // 4 * 4, max(8, round(pil.height * s)) // 4 * 4
+        pil = pil.resize((w, h), Image.BICUBIC)
+    else:
+        side = min(pil.size)
+        pil = pil.crop(((pil.width - side) // 2, (pil.height - side) // 2,
+                        (pil.width - side) // 2 + side, (pil.height - side) // 2 + side))
+        pil = pil.resize((cfg.image_size, cfg.image_size), Image.BOX if side > cfg.image_size else Image.NEAREST)
+        if cfg.image_channels == 1 and np.asarray(pil).mean() > 127:   # digits are light on black
+            pil = Image.fromarray(255 - np.asarray(pil))
+    shown = np.asarray(pil)
+    return to_tensor(shown).unsqueeze(0), shown
+
+
+def generate(model, seed: int = 0) -> np.ndarray:
+    """A fresh sample from a noise model (uint8)."""
+    from gancore.inference import sample
+    if getattr(model, "task", "") != "noise":
+        raise ExplainInputError("Only noise models generate images; upload an image instead.")
+    return sample(model, n=1, seed=int(seed))[0].squeeze()
+
+
+def explain_one(model, image, method: str, opacity: float = 0.5, direction: str = "AB", epochs: int = 50,
+                lr: float = 0.01, seed: int = 0, has_discriminator: bool = True) -> dict:
+    """One method on one image: {"overlay": uint8, "heatmap": float (H, W), "caption": str, "info": dict}."""
+    if method == LATENT_METHOD:
+        return latent_directions(model, seed, opacity)[0]
+    x, shown = prepare(model, image)
+    if method in CYCLEGAN_METHODS:
+        if getattr(model, "task", "") != "translate":
+            raise ExplainInputError(f"{method} needs a CycleGAN model.")
+        key = CYCLEGAN_METHODS[method]
+        if key == "realness" and not has_discriminator:
+            raise ExplainInputError("This checkpoint holds no discriminators, so it has no real/fake map.")
+        maps = ex.cyclegan_maps(model, x, direction, realness=key == "realness")
+        heat = maps[key]
+        info = {"realness_mean": round(maps["realness_mean"], 3)} if key == "realness" else {}
+        caption = method + (f" (mean {maps['realness_mean']:.2f}; 1 = looks real)" if key == "realness" else "")
+        base = ((maps["output"][0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy() \
+            if key == "realness" else shown
+        return {"overlay": ex.overlay(base, heat, opacity), "heatmap": heat, "caption": caption, "info": info}
+    if method not in DISCRIMINATOR_METHODS:
+        raise ExplainInputError(f"Unknown method {method!r}.")
+    if not has_discriminator:
+        raise ExplainInputError("This checkpoint holds no discriminator, so there is no decision to explain.")
+    key = DISCRIMINATOR_METHODS[method]
+    kwargs = {"epochs": int(epochs), "lr": float(lr)} if key == "learned_mask" else {}
+    e = ex.explain(_discriminator(model, direction), x, key, **kwargs)
+    info = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.info.items()}
+    caption = f"{method}: D score {e.info['score']:+.2f} ({'real' if e.info['score'] >= 0 else 'fake'})"
+    if "delta" in e.info:
+        caption += f", completeness delta {e.info['delta']:.3g}"
+    if "kept_share" in e.info:
+        caption += f", keeps {e.info['kept_share'] * 100:.0f} % of the image, decision kept: {e.info['decision_kept']}"
+    return {"overlay": ex.overlay(shown, e.heatmap, opacity), "heatmap": e.heatmap, "caption": caption, "info": info}
+
+
+def latent_directions(model, seed: int = 0, opacity: float = 0.5, k: int = 4) -> list[dict]:
+    """Which pixels each of the top-k SeFa directions moves, for the sample drawn with `seed`."""
+    from gancore.latent import sefa_directions
+    if getattr(model, "task", "") != "noise":
+        raise ExplainInputError("Latent directions need a noise model (MLP GAN or DCGAN).")
+    z = model.noise(1, generator=torch.Generator().manual_seed(int(seed)))
+    dirs, _ = sefa_directions(model.G, k)
+    maps = ex.direction_maps(model.G, z, dirs, step=2.0)
+    shown = generate(model, seed)
+    return [{"overlay": ex.overlay(shown, m, opacity), "heatmap": m, "caption": f"SeFa direction {i}", "info": {}}
+            for i, m in enumerate(maps)]
+
+
+def compare(model, image, methods: list[str], opacity: float = 0.5, direction: str = "AB",
+            has_discriminator: bool = True) -> list[dict]:
+    """Several methods side by side (same image, same opacity)."""
+    if not methods:
+        raise ExplainInputError("Pick at least one method to compare.")
+    out = []
+    for m in methods:
+        if m == LATENT_METHOD:
+            continue
+        out.append(explain_one(model, image, m, opacity, direction, has_discriminator=has_discriminator))
+    return out
+
+
+def save_download(result: dict, folder: str | None = None) -> str:
+    """The overlay as PNG and the raw heatmap as .npy beside it; returns the PNG path."""
+    folder = Path(folder or tempfile.mkdtemp(prefix="explain_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    png = folder / "explanation.png"
+    Image.fromarray(result["overlay"]).save(png)
+    np.save(folder / "heatmap.npy", result["heatmap"])
+    return str(png)
+
+
+# ----------------------------------------------------------------------------------------------------
+# UI
+
+def build(services):
+    import gradio as gr
+
+    def choices():
+        try:
+            return services.list_checkpoints()
+        except Exception:  # a broken library view should not take the tab down
+            return []
+
+    def load(ckpt):
+        if not ckpt:
+            raise gr.Error("Choose a model first.")
+        try:
+            return services.load(ckpt), ex.has_discriminators(ckpt)
+        except Exception as e:
+            raise gr.Error(f"Could not load that model ({str(e)[:200] or e.__class__.__name__}).") from None
+
+    def guarded(fn):
+        def run(*args):
+            try:
+                return fn(*args)
+            except gr.Error:
+                raise
+            except (ExplainInputError, ex.ExplainError, ValueError, OSError) as e:
+                raise gr.Error(str(e)) from None
+            except Exception as e:  # never a stack trace in the browser
+                raise gr.Error(f"Explanation failed ({e.__class__.__name__}).") from None
+        return run
+
+    @guarded
+    def on_model(ckpt):
+        if not ckpt:
+            return gr.Dropdown(choices=list(DISCRIMINATOR_METHODS)), gr.CheckboxGroup(choices=list(DISCRIMINATOR_METHODS))
+        model, _ = load(ckpt)
+        ms = methods_for(model)
+        return gr.Dropdown(choices=ms, value=ms[0]), gr.CheckboxGroup(choices=[m for m in ms if m != LATENT_METHOD])
+
+    @guarded
+    def on_generate(ckpt, seed):
+        model, _ = load(ckpt)
+        return generate(model, seed)
+
+    @guarded
+    def on_explain(ckpt, image, method, opacity, direction, epochs, lr, seed):
+        model, has_d = load(ckpt)
+        if method == LATENT_METHOD:
+            results = latent_directions(model, seed, opacity)
+            r = results[0]
+            return r["overlay"], r["caption"], save_download(r), [(q["overlay"], q["caption"]) for q in results]
+        r = explain_one(model, image, method, opacity, direction, epochs, lr, seed, has_discriminator=has_d)
+        return r["overlay"], r["caption"] + f"  \n`{r['info']}`", save_download(r), []
+
+    @guarded
+    def on_compare(ckpt, image, methods, opacity, direction):
+        model, has_d = load(ckpt)
+        return [(r["overlay"], r["caption"]) for r in compare(model, image, methods, opacity, direction, has_d)]
+
+    with gr.Tab("Explain"):
+        gr.Markdown("Why does the discriminator call an image real or fake? Bright = matters most. "
+                    "For CycleGAN: what the generator changes and where the cycle fails.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                ckpt = gr.Dropdown(choices=choices(), label="Model", value=None)
+                refresh = gr.Button("Refresh models", size="sm")
+                image = gr.Image(type="numpy", label="Image (upload, or generate)")
+                with gr.Row():
+                    seed = gr.Number(value=0, precision=0, label="Seed")
+                    gen_btn = gr.Button("Generate", size="sm")
+                method = gr.Dropdown(choices=list(DISCRIMINATOR_METHODS), value="Saliency", label="Method")
+                direction = gr.Radio(["AB", "BA"], value="AB", label="CycleGAN direction (AB: the image is domain A)")
+                opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity")
+                with gr.Accordion("Learned mask settings", open=False):
+                    epochs = gr.Slider(5, 200, value=50, step=5, label="Epochs")
+                    lr = gr.Number(value=0.01, label="Learning rate")
+                run = gr.Button("Explain", variant="primary")
+            with gr.Column(scale=2):
+                out = gr.Image(label="Heatmap overlay", type="numpy")
+                caption = gr.Markdown()
+                download = gr.DownloadButton("Download PNG")
+                gallery = gr.Gallery(label="Directions", columns=4, height="auto")
+                compare_methods = gr.CheckboxGroup(choices=list(DISCRIMINATOR_METHODS),
+                                                   value=["Saliency", "Integrated Gradients"], label="Compare methods")
+                compare_btn = gr.Button("Compare side by side")
+                compare_gallery = gr.Gallery(label="Side by side", columns=4, height="auto")
+        refresh.click(lambda: gr.Dropdown(choices=choices()), outputs=ckpt, api_name="explain_refresh")
+        ckpt.change(on_model, inputs=ckpt, outputs=[method, compare_methods], api_name="explain_methods")
+        gen_btn.click(on_generate, inputs=[ckpt, seed], outputs=image, api_name="explain_generate")
+        run.click(on_explain, inputs=[ckpt, image, method, opacity, direction, epochs, lr, seed],
+                  outputs=[out, caption, download, gallery], api_name="explain")
+        compare_btn.click(on_compare, inputs=[ckpt, image, compare_methods, opacity, direction],
+                          outputs=compare_gallery, api_name="explain_compare")
