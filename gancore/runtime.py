@@ -1,0 +1,73 @@
+"""A small ONNX Runtime wrapper for files written by `gancore.export`: the service and the studio use it.
+
+`OnnxGenerator(path).run(x)` runs the generator on float32 NCHW / (N, latent) input and returns float32 in
+[-1, 1]; `metadata` holds the model config and the pre/post-processing contract the exporter stored.
+CUDA is used when ONNX Runtime has it; on CPU the intra-op threads match the cores this process may use.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def cpu_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def providers() -> list[str]:
+    import onnxruntime as ort
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class OnnxGenerator:
+    """One exported generator in an ONNX Runtime session (thread-safe: `run` may be called concurrently)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import onnxruntime as ort
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such ONNX file")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or cpu_threads()
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=providers())
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ValueError(f"{self.path.name}: not a loadable ONNX model ({e.__class__.__name__})") from None
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        for k in ("model_config", "contract", "quantization"):
+            if k in meta:
+                meta[k] = json.loads(meta[k])
+        if meta.get("format") != "gancore-onnx":
+            raise ValueError(f"{self.path.name}: not exported by GAN Studio (no gancore metadata)")
+        self.metadata = meta
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_shape = self.session.get_inputs()[0].shape   # symbolic axes as strings
+
+    # Convenience views of the metadata.
+    model_type = property(lambda self: self.metadata["model_type"])
+    task = property(lambda self: self.metadata["task"])
+    network = property(lambda self: self.metadata["network"])
+    config = property(lambda self: self.metadata["model_config"])
+    contract = property(lambda self: self.metadata["contract"])
+    precision = property(lambda self: self.metadata.get("precision", "fp32"))
+
+    @property
+    def provider(self) -> str:
+        return self.session.get_providers()[0]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Generator output (float32, [-1, 1]) for one batch."""
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def noise(self, n: int, seed: int = 0) -> np.ndarray:
+        """The z `gancore.inference.sample(model, n, seed)` would draw, so seeds match the checkpoint's."""
+        import torch
+        return torch.randn(n, self.config["latent_dim"], generator=torch.Generator().manual_seed(int(seed))).numpy()
+
+    def __repr__(self):
+        return f"OnnxGenerator({self.path.name}, {self.model_type} {self.network} {self.precision}, {self.provider})"

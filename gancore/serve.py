@@ -1,0 +1,238 @@
+"""HTTP generation service (FastAPI + uvicorn) for a checkpoint or an exported ONNX file.
+
+`gancore serve MODEL --host 127.0.0.1 --port 8000`. Endpoints: `POST /generate` (noise models),
+`POST /translate` (CycleGAN), `GET /healthz`, `GET /model`, OpenAPI docs at `/docs`. Endpoints are plain
+`def`s, so FastAPI runs them in its thread pool and concurrent requests are served in parallel (ONNX Runtime
+sessions and eval-mode PyTorch modules are safe to call from several threads). Every response carries the
+server time in `X-Process-Time-Ms`.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+MAX_IMAGES = 256                   # per /generate request
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 16_000_000     # 4000x4000; the decoder never sees more
+
+
+class GenerateRequest(BaseModel):
+    n: int = Field(16, ge=1, le=MAX_IMAGES, description="how many images (ignored when `noise` is given)")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the latent noise; same seed, same images")
+    noise: list[list[float]] | None = Field(None, description="explicit latent vectors, shape (N, latent_dim)")
+    truncation: float = Field(1.0, gt=0, le=2, description="scales seeded noise; < 1 gives safer samples")
+    format: Literal["json", "grid"] = Field("json", description="json: base64 PNGs; grid: one image/png")
+
+
+class GenerateResponse(BaseModel):
+    images: list[str] = Field(description="base64-encoded PNGs")
+    width: int
+    height: int
+    seed: int | None
+    server_ms: float
+
+
+# ----------------------------------------------------------------------------------------------------
+# Backends: one interface over a PyTorch checkpoint and an ONNX file
+
+class _TorchBackend:
+    def __init__(self, path: Path):
+        from gancore.config import to_json
+        from gancore.inference import load_model
+        self.model = load_model(path)
+        self.kind = "pytorch"
+        self.task, self.model_type = self.model.task, self.model.model_type
+        self.config = json.loads(to_json(self.model.config))
+        self.directions = ["AB", "BA"] if self.model_type == "cyclegan" else []
+        self.metadata = {"model_type": self.model_type, "task": self.task, "model_config": self.config,
+                         "source": path.name, "runtime": "pytorch", "directions": self.directions}
+
+    def run(self, x: np.ndarray, direction: str = "AB") -> np.ndarray:
+        import torch
+        m = self.model
+        net = m.G if self.model_type != "cyclegan" else (m.G.G_AB if direction == "AB" else m.G.G_BA)
+        with torch.inference_mode():
+            return net(torch.from_numpy(x)).numpy()
+
+    def noise(self, n: int, seed: int) -> np.ndarray:
+        import torch
+        return self.model.noise(n, generator=torch.Generator().manual_seed(int(seed))).numpy()
+
+
+class _OnnxBackend:
+    def __init__(self, path: Path):
+        from gancore.runtime import OnnxGenerator
+        self.gen = OnnxGenerator(path)
+        self.kind = "onnx"
+        self.task, self.model_type, self.config = self.gen.task, self.gen.model_type, self.gen.config
+        self.directions = {"G_AB": ["AB"], "G_BA": ["BA"]}.get(self.gen.network, [])
+        self.metadata = {**self.gen.metadata, "source": path.name, "runtime": f"onnxruntime ({self.gen.provider})",
+                         "directions": self.directions}
+
+    def run(self, x: np.ndarray, direction: str = "AB") -> np.ndarray:
+        return self.gen.run(x)
+
+    def noise(self, n: int, seed: int) -> np.ndarray:
+        return self.gen.noise(n, seed)
+
+
+def load_backend(model_path: str | os.PathLike):
+    p = Path(model_path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such model file")
+    return _OnnxBackend(p) if p.suffix == ".onnx" else _TorchBackend(p)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Image helpers
+
+def _png(img: np.ndarray) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _to_uint8(y: np.ndarray) -> np.ndarray:
+    """float NCHW [-1, 1] -> uint8 NHWC."""
+    return np.clip(np.rint((y + 1) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def _grid(images: np.ndarray, pad: int = 2) -> np.ndarray:
+    n, h, w, c = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, k = divmod(i, cols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = im
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# App
+
+def create_app(model_path: str | os.PathLike):
+    """FastAPI app serving one model (.safetensors checkpoint or exported .onnx)."""
+    from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+
+    from gancore.data import DataError, open_image
+
+    backend = load_backend(model_path)
+    app = FastAPI(title="GAN Studio service", version="1",
+                  description=f"Serves {backend.model_type} from {Path(model_path).name} ({backend.kind}).")
+    app.state.backend = backend
+
+    @app.middleware("http")
+    async def server_time(request: Request, call_next):
+        t = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Process-Time-Ms"] = f"{(time.perf_counter() - t) * 1000:.2f}"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def readable_422(request: Request, exc: RequestValidationError):
+        errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+        msg = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'body'}: {e.get('msg')}" for e in errors)
+        return JSONResponse({"detail": msg, "errors": errors}, status_code=422)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "model_type": backend.model_type, "runtime": backend.kind}
+
+    @app.get("/model")
+    def model_info() -> dict:
+        return backend.metadata
+
+    @app.post("/generate", response_model=GenerateResponse,
+              responses={200: {"content": {"image/png": {}}, "description": "JSON, or a PNG grid with format=grid"}})
+    def generate(req: GenerateRequest):
+        t = time.perf_counter()
+        if backend.task != "noise":
+            raise HTTPException(400, f"this {backend.model_type} model does not generate from noise; "
+                                     + ("use POST /translate" if backend.task == "translate" else "it reconstructs masked images"))
+        latent = int(backend.config["latent_dim"])
+        if req.noise is not None:
+            bad = next((i for i, row in enumerate(req.noise) if len(row) != latent), None)
+            if not req.noise or bad is not None:
+                got = f"row {bad} has {len(req.noise[bad])} values" if bad is not None else "no rows"
+                raise HTTPException(422, f"noise must have shape (N, {latent}) with 1 <= N <= {MAX_IMAGES}: {got}")
+            if len(z) > MAX_IMAGES:
+                raise HTTPException(422, f"noise has {len(z)} rows; at most {MAX_IMAGES} per request")
+            z = np.asarray(req.noise, dtype=np.float32)   # (N, latent_dim)
+            if not np.isfinite(z).all():
+                raise HTTPException(422, "noise holds NaN or infinite values")
+            seed = None
+        else:
+            z, seed = backend.noise(req.n, req.seed) * req.truncation, req.seed
+        images = _to_uint8(backend.run(z.astype(np.float32)))
+        if req.format == "grid":
+            return Response(_png(_grid(images)), media_type="image/png")
+        encoded = [base64.b64encode(_png(im)).decode("ascii") for im in images]
+        return {"images": encoded, "width": images.shape[2], "height": images.shape[1], "seed": seed,
+                "server_ms": round((time.perf_counter() - t) * 1000, 2)}
+
+    @app.post("/translate", response_class=Response,
+              responses={200: {"content": {"image/png": {}}, "description": "the translated photo"}})
+    def translate(image: UploadFile = File(..., description="a photo (PNG, JPEG, ...)"),
+                  direction: Literal["AB", "BA"] = Form("AB", description="AB: domain A to B; BA: the reverse")):
+        from PIL import Image
+        from gancore.inference import prepare_for_translation
+
+        if backend.task != "translate":
+            raise HTTPException(400, f"this {backend.model_type} model does not translate images; use POST /generate"
+                                if backend.task == "noise" else f"this {backend.model_type} model does not translate images")
+        if direction not in backend.directions:
+            raise HTTPException(422, f"direction {direction!r} is not available: this file holds "
+                                     f"{', '.join(backend.directions)} only")
+        data = image.file.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+        if not data:
+            raise HTTPException(400, "the uploaded file is empty")
+        try:
+            with Image.open(io.BytesIO(data)) as probe:   # reads the header only
+                w, h = probe.size
+        except Exception:
+            raise HTTPException(400, f"{image.filename or 'upload'}: not a readable image") from None
+        if w * h > MAX_UPLOAD_PIXELS:
+            raise HTTPException(413, f"image has {w}x{h} pixels; at most {MAX_UPLOAD_PIXELS // 1_000_000} megapixels")
+        try:
+            photo = open_image(io.BytesIO(data), max_pixels=MAX_UPLOAD_PIXELS)
+            shape = SimpleNamespace(config=SimpleNamespace(image_channels=int(backend.config["image_channels"]),
+                                                           image_size=int(backend.config["image_size"])))
+            x, (w, h), _ = prepare_for_translation(photo, shape)
+        except DataError as e:
+            raise HTTPException(400, str(e)) from None
+        x = x.numpy()
+        hh, ww = x.shape[-2:]
+        ph, pw = (-hh) % 4, (-ww) % 4   # the generator halves twice: sides must divide by 4
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
+        y = _to_uint8(backend.run(x, direction)[..., :hh, :ww])[0]
+        out = Image.fromarray(y.squeeze(-1) if y.shape[-1] == 1 else y)
+        if out.size != (w, h):
+            out = out.resize((w, h), Image.BICUBIC)
+        return Response(_png(np.asarray(out)[..., None] if out.mode == "L" else np.asarray(out)), media_type="image/png")
+
+    return app
+
+
+def main(model: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+    import uvicorn
+    app = create_app(model)
+    print(f"serving {Path(model).name} on http://{host}:{port} (docs: http://{host}:{port}/docs)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
