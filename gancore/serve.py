@@ -19,6 +19,10 @@ from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 MAX_IMAGES = 256                   # per /generate request
@@ -124,11 +128,6 @@ def _grid(images: np.ndarray, pad: int = 2) -> np.ndarray:
 
 def create_app(model_path: str | os.PathLike):
     """FastAPI app serving one model (.safetensors checkpoint or exported .onnx)."""
-    from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
-    from fastapi.encoders import jsonable_encoder
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
-
     from gancore.data import DataError, open_image
 
     backend = load_backend(model_path)
@@ -170,8 +169,8 @@ def create_app(model_path: str | os.PathLike):
             if not req.noise or bad is not None:
                 got = f"row {bad} has {len(req.noise[bad])} values" if bad is not None else "no rows"
                 raise HTTPException(422, f"noise must have shape (N, {latent}) with 1 <= N <= {MAX_IMAGES}: {got}")
-            if len(z) > MAX_IMAGES:
-                raise HTTPException(422, f"noise has {len(z)} rows; at most {MAX_IMAGES} per request")
+            if len(req.noise) > MAX_IMAGES:
+                raise HTTPException(422, f"noise has {len(req.noise)} rows; at most {MAX_IMAGES} per request")
             z = np.asarray(req.noise, dtype=np.float32)   # (N, latent_dim)
             if not np.isfinite(z).all():
                 raise HTTPException(422, "noise holds NaN or infinite values")
