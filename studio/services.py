@@ -301,7 +301,8 @@ class Services:
             every = int(sample_every_steps or 0) or (max(5, min(100, steps // 10)) if steps else 50)
             cfg = TrainConfig(model=model, data=data_a, data_b=data_bb, batch_size=batch_size, lr_g=float(lr),
                               lr_d=float(lr), steps=steps, minutes=minutes, out_dir=str(out_dir),
-                              log_every_steps=max(1, min(10, every)), sample_every_steps=every,
+                              log_every_steps=max(1, min(10, steps // 20)) if steps else 10,
+                              sample_every_steps=every,
                               checkpoint_every_steps=0, amp="off", device="auto")
             # Uploads are decoded now, so a broken zip is reported at once; MNIST (always fine, but a few
             # seconds to unpack) is prepared in the thread and kept for the next run.

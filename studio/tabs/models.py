@@ -28,9 +28,10 @@ def build(services):
     def header(path):
         if not path:
             return {}
-        h = services.header(services.resolve(path))
-        return {k: v for k, v in h.items() if k not in ("trained",)} | (
-            {"trained": h["trained"]} if "trained" in h else {})
+        h = dict(services.header(services.resolve(path)))
+        if isinstance(h.get("trained"), str):          # shipped files keep their training summary as JSON text
+            h["trained"] = _json(h["trained"])
+        return h
 
     @friendly
     def rename(path, new_name):
@@ -73,3 +74,11 @@ def build(services):
     rename_btn.click(rename, [choice, new_name], [grid, choice, status], api_name="models_rename")
     delete_btn.click(delete, [choice, sure], [grid, choice, status, sure], api_name="models_delete")
     return {"refresh": (listing, choice, [grid, choice])}
+
+
+def _json(text: str):
+    import json
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

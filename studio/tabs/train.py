@@ -58,9 +58,9 @@ def build(services):
         st = services.training_state()
         message = st["message"] or ""
         if st["status"] == "finished":
-            message = f"✅ {message}"
+            message = f"**Done.** {message}"
         elif st["status"] == "failed":
-            message = f"⚠️ {message}"
+            message = f"**Stopped with a problem.** {message}"
         running = st["status"] in ACTIVE
         return (progress_html(st), losses_frame(st), rgb(st["grid"]) if st["grid"] is not None else None,
                 message, gr.Timer(active=running),
@@ -107,7 +107,7 @@ def build(services):
             with gr.Row():
                 unit = gr.Radio(["minutes", "steps"], value="steps", label="Budget in",
                                 info="Stop after a time or after a number of training steps.")
-                budget = gr.Number(value=300, minimum=1, label="Budget",
+                budget = gr.Number(value=300, minimum=1, label="Budget", elem_id="train-budget",
                                    info="300 steps take about a minute on a laptop CPU.")
             with gr.Accordion("More settings", open=False):
                 batch_size = gr.Slider(8, 256, value=64, step=8, label="Batch size",

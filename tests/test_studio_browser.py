@@ -1,0 +1,159 @@
+"""The studio in headless Chromium (Debian's package, driven by Python Playwright): every tab, a short
+training to its end, a dragged latent slider, a translated example, a broken upload, and screenshots
+for the README (docs/screenshots/).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.is_file():
+    pytest.skip("headless tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser, studio):
+    studio.services.wait(120)                       # an API test's run must not be mistaken for ours
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    pg.goto(studio.url)
+    tab(pg, "Train").wait_for()
+    yield pg
+    context.close()
+
+
+def shot(page, name: str, full: bool = True) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(300)                      # let transitions settle
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full)
+
+
+def img_src(page, selector: str) -> str | None:
+    loc = page.locator(f"{selector} img")
+    return loc.first.get_attribute("src") if loc.count() else None
+
+
+def wait_src_change(page, selector: str, old: str | None, timeout_s: float = 30) -> str:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        src = img_src(page, selector)
+        if src and src != old:
+            return src
+        page.wait_for_timeout(100)
+    raise AssertionError(f"{selector}: image did not change within {timeout_s}s")
+
+
+def tab(page, name: str):
+    """A top-level tab by its id (plug-in tabs may hold inner tabs with the same titles)."""
+    return page.locator(f'button[role=tab][data-tab-id="{name.lower()}"]')
+
+
+def test_every_tab_opens(page):
+    for name in ["Train", "Explore", "Translate", "Masks", "Explain", "Export", "Models"]:
+        tab(page, name).click()
+        assert tab(page, name).get_attribute("aria-selected") == "true"
+        assert tab(page, name).inner_text().strip() == name
+    tab(page, "Models").click()
+    sync_api.expect(page.locator("#models-table")).to_contain_text("tiny-dcgan")
+    shot(page, "models")
+
+
+def test_training_runs_to_its_end_and_shows_samples(page, studio):
+    page.locator("#train-budget input").fill("10")
+    page.locator("#train-start").click()
+    page.locator("#train-note").get_by_text("Started").wait_for()
+    page.locator('#train-progress [data-status="running"]').wait_for()
+    page.locator('#train-progress [data-status="finished"]').wait_for(timeout=180_000)
+    grid = page.locator("#train-grid img")
+    grid.wait_for()
+    assert grid.get_attribute("src")
+    page.get_by_text("finished after 10 steps").wait_for()
+    shot(page, "train")
+    # The new run is offered in Explore.
+    tab(page, "Explore").click()
+    page.locator("#explore-model input").click()
+    page.get_by_role("option").filter(has_text="dcgan-").first.wait_for()
+    page.keyboard.press("Escape")
+
+
+def test_reload_shows_the_running_job_and_stop_saves_it(page, studio):
+    page.locator("#train-budget input").fill("2")
+    page.get_by_role("radio", name="minutes").check()
+    page.locator("#train-start").click()
+    page.locator('#train-progress [data-status="running"]').wait_for(timeout=60_000)
+    # Reloading shows the run where it is; the Start button is off while it runs.
+    page.reload()
+    page.locator('#train-progress [data-status="running"]').wait_for(timeout=30_000)
+    assert page.locator("#train-start").is_disabled()
+    # (A second start through the API is refused with a message: tests/test_studio_api.py.)
+    page.locator("#train-stop").click()
+    page.locator('#train-progress [data-status="stopped"]').wait_for(timeout=120_000)
+
+
+def test_latent_slider_drag_changes_the_image(page):
+    tab(page, "Explore").click()
+    before = wait_src_change(page, "#explore-image", None)
+    shot(page, "explore-before", full=False)
+    track = page.locator("#explore-dir-1 input[type=range]")
+    box = track.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    page.mouse.down()
+    for f in (0.6, 0.7, 0.8, 0.9):                  # a real drag: several input events
+        page.mouse.move(box["x"] + box["width"] * f, y, steps=3)
+        page.wait_for_timeout(50)
+    page.mouse.up()
+    wait_src_change(page, "#explore-image", before)
+    shot(page, "explore")
+
+
+def test_translate_a_bundled_example(page):
+    tab(page, "Translate").click()
+    page.locator("#translate-model input").wait_for()
+    page.locator("#translate-examples [data-testid=dataset-cell-0-0]").click()
+    page.locator("#translate-output img").wait_for(timeout=60_000)
+    page.locator("#translate-recon img").wait_for(timeout=60_000)
+    shot(page, "translate")
+
+
+def test_broken_upload_shows_a_friendly_message(page, tmp_path):
+    broken = tmp_path / "holiday-photos.zip"
+    broken.write_bytes(b"not a zip at all")
+    page.get_by_role("radio", name="My images (upload a .zip)").check()
+    page.locator("#train-upload input[type=file]").set_input_files(str(broken))
+    page.locator("#train-upload").get_by_text("holiday-photos.zip").wait_for()
+    page.locator("#train-start").click()
+    page.get_by_text("is not a readable zip file of images").wait_for()
+    assert page.get_by_text("Traceback").count() == 0
+    shot(page, "error", full=False)
+
+
+def test_phone_width(browser, studio):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    pg = context.new_page()
+    pg.goto(studio.url)
+    tab(pg, "Explore").click()
+    wait_src_change(pg, "#explore-image", None)
+    # Nothing may stick out sideways on a phone.
+    assert pg.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    shot(pg, "phone", full=False)
+    context.close()
