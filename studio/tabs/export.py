@@ -13,7 +13,7 @@ import gradio as gr
 from studio.ui import short
 
 PRECISIONS = [("fp32: exact (parity with PyTorch)", "fp32"),
-              ("int8: about 4x smaller, quantised (checked at >= 30 dB PSNR)", "int8")]
+              ("int8: about 4x smaller file, quantised (checked at >= 30 dB PSNR)", "int8")]
 DIRECTIONS = [("Horse → zebra (G_AB)", "G_AB"), ("Zebra → horse (G_BA)", "G_BA")]
 
 
