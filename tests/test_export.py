@@ -94,7 +94,9 @@ def test_horse2zebra_int8_on_real_photos(h2z, tmp_path):
         pytest.skip("weights/horse2zebra.safetensors is not here")
     # Test photos the studio does not ship as examples (those are its calibration set).
     held = sorted((h2z / "testA").glob("*.jpg"))[-2:]
-    report = export_onnx(H2Z_WEIGHTS, tmp_path / "h2z.onnx", int8=True, held_out_images=held, latency_repeats=0)
+    calibration = sorted((ROOT / "studio" / "examples").glob("*.jpg"))[:3]     # shipped photos
+    report = export_onnx(H2Z_WEIGHTS, tmp_path / "h2z.onnx", int8=True, calibration_images=calibration,
+                         held_out_images=held, latency_repeats=0)
     print(json.dumps(report))
     assert report["parity_max_abs_diff"] <= 1e-4 and report["parity_input_shape"] == [1, 3, 256, 256]
     assert report["int8_psnr_db_min"] >= 30

@@ -56,3 +56,17 @@ def test_build_wires_named_events(tmp_path):
         fn(str(tmp_path / "missing.safetensors"), "G_AB", "fp32")      # engine error -> short gr.Error
     report, path, command = fn(ckpt, "G_AB", "fp32")
     assert path.endswith(".onnx") and "gancore serve" in command
+
+
+def test_export_through_the_studio_api(studio):
+    """The running studio: the Export tab's named endpoint exports, and an engine error is a short message."""
+    gradio_client = pytest.importorskip("gradio_client")
+    from gradio_client.exceptions import AppError
+    client = gradio_client.Client(studio.url, verbose=False)
+    report, file, command = client.predict(studio.tiny, "G_AB", "fp32", api_name="/export_model")
+    assert "Same results as PyTorch" in report and str(file).endswith(".onnx")
+    assert command.startswith("gancore serve ") and str(studio.runs / "exports") in command
+    with pytest.raises(AppError) as e:
+        client.predict(str(studio.runs / "no-such-model.safetensors"), "G_AB", "fp32", api_name="/export_model")
+    msg = str(e.value)
+    assert "no-such-model" in msg and "Traceback" not in msg and 'File "' not in msg
