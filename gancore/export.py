@@ -44,7 +44,7 @@ FORMAT_VERSION = "1"
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "studio" / "examples"   # photos the product ships
 
 
-class ExportError(RuntimeError):
+class ExportError(ValueError):
     """An export that failed or does not compute what the PyTorch model computes."""
 
 
