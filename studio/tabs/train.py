@@ -46,10 +46,23 @@ def progress_html(st: dict) -> str:
             f'</div>')
 
 
+PALETTE = ["#4f46e5", "#ea580c", "#16a34a", "#db2777", "#0891b2", "#ca8a04", "#7c3aed", "#64748b"]
+
+
 def losses_frame(st: dict):
+    """Long-format losses for gr.LinePlot, or None before the first logged step."""
+    if not st["losses"]:
+        return None
     import pandas as pd
-    rows = st["losses"] or [{"step": 0, "loss": "no data yet", "value": 0.0}]
-    return pd.DataFrame(rows, columns=["step", "loss", "value"])
+    return pd.DataFrame(st["losses"], columns=["step", "loss", "value"])
+
+
+def losses_plot(st: dict):
+    # An explicit colour map per update: the plot otherwise keeps the colour domain of its first data
+    # and draws nothing for loss names it has not seen (a new model has other losses).
+    df = losses_frame(st)
+    names = [] if df is None else list(dict.fromkeys(df["loss"]))
+    return gr.LinePlot(value=df, color_map={n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)} or None)
 
 
 def build(services):
@@ -62,7 +75,7 @@ def build(services):
         elif st["status"] == "failed":
             message = f"**Stopped with a problem.** {message}"
         running = st["status"] in ACTIVE
-        return (progress_html(st), losses_frame(st), rgb(st["grid"]) if st["grid"] is not None else None,
+        return (progress_html(st), losses_plot(st), rgb(st["grid"]) if st["grid"] is not None else None,
                 message, gr.Timer(active=running),
                 gr.Button(interactive=not running), gr.Button(interactive=running))
 
@@ -127,8 +140,8 @@ def build(services):
             bar = gr.HTML(progress_html(services.training_state()), elem_id="train-progress")
             grid = gr.Image(label="Samples (refresh while training)", interactive=False, height=320,
                             elem_id="train-grid", format="png")
-            plot = gr.LinePlot(losses_frame(services.training_state()), x="step", y="value", color="loss",
-                               label="Losses", height=240, elem_id="train-losses")
+            plot = gr.LinePlot(None, x="step", y="value", color="loss",
+                               label="Losses", height=300, elem_id="train-losses")
     timer = gr.Timer(1.0, active=False)
 
     # ---- wiring ------------------------------------------------------------------------------------

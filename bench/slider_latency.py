@@ -1,0 +1,93 @@
+"""Latent-slider latency: the engine call behind one slider move, and the round trip through the API.
+
+Targets (issue 5): <= 50 ms server time and <= 100 ms round trip for a DCGAN sample on 2 CPU cores.
+Baseline in the same process: a plain `sample()` of one image with no direction edit.
+
+    python bench/slider_latency.py [--checkpoint weights/dcgan_mnist.safetensors] [--repeats 40]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def timed(fn, repeats: int) -> list[float]:
+    fn()                                              # warm-up: model load, directions, caches
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def report(name: str, ms: list[float], baseline: float | None = None, target: float | None = None) -> None:
+    med, p90 = statistics.median(ms), sorted(ms)[int(0.9 * (len(ms) - 1))]
+    extra = f"  x{med / baseline:.2f} of baseline" if baseline else ""
+    verdict = "" if target is None else ("  OK" if med <= target else f"  OVER target {target:.0f} ms")
+    print(f"{name:<42} median {med:7.1f} ms   p90 {p90:7.1f} ms{extra}{verdict}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=str(ROOT / "weights" / "dcgan_mnist.safetensors"))
+    ap.add_argument("--repeats", type=int, default=40)
+    args = ap.parse_args()
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+    import torch
+    from gancore.inference import sample
+    from studio.app import build_app
+    from studio.services import Services
+    from studio.ui import enlarge, rgb
+
+    tmp = Path(tempfile.mkdtemp(prefix="slider-bench-"))
+    ckpt = Path(args.checkpoint)
+    if not ckpt.is_file():                            # no shipped DCGAN yet: an untrained one costs the same
+        from gancore.training import TrainConfig, train
+        ckpt = Path(train(TrainConfig(model="dcgan", data="synthetic", steps=1, batch_size=8,
+                                      out_dir=str(tmp / "runs" / "bench"), sample_every_steps=0,
+                                      checkpoint_every_steps=0), quiet=True))
+        print(f"(no {args.checkpoint}; using an untrained DCGAN of the default size)")
+    services = Services(weights_dir=ckpt.parent if ckpt.parent.name == "weights" else tmp / "weights",
+                        runs_dir=ckpt.parent.parent if ckpt.parent.name != "weights" else tmp / "runs")
+    print(f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f}, checkpoint {ckpt.name}")
+    model = services.load(ckpt)
+    alphas = [1.5, -0.5, 0.0, 2.0, 0.0, 0.0]
+    seed = iter(range(10**9))
+
+    base = timed(lambda: sample(model, n=1, seed=next(seed)), args.repeats)
+    report("baseline: sample(n=1)", base)
+    b = statistics.median(base)
+    report("server: edited_sample (engine)", timed(lambda: services.edited_sample(str(ckpt), next(seed), 1.0, alphas),
+                                                   args.repeats), b, 50)
+    report("server: handler (engine + enlarge)",
+           timed(lambda: rgb(enlarge(services.edited_sample(str(ckpt), next(seed), 1.0, alphas))), args.repeats), b, 50)
+
+    from gradio_client import Client
+    demo = build_app(services)
+    import socket
+    with socket.socket() as sock:                     # a free port: never collide with a running studio
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        rt = timed(lambda: client.predict(str(ckpt), next(seed), 1.0, *alphas, api_name="/explore_image"),
+                   args.repeats)
+        report("round trip: gradio_client /explore_image", rt, b, 100)
+    finally:
+        demo.close()
+
+
+if __name__ == "__main__":
+    main()
