@@ -87,11 +87,25 @@ def probe_table(model, random_model, train_x, train_y, test_x, test_y, draws: in
     return rows
 
 
+@torch.no_grad()
+def sample_grid(model, x: torch.Tensor, path: str, n: int = 10) -> None:
+    from PIL import Image
+    from gancore.training import make_grid
+    x = x[:n]
+    rows = [x]
+    for r in RATIOS:
+        mask = masking.patch_mask(n, 28, 28, r, model.config.patch_size, generator=torch.Generator().manual_seed(7))
+        rows += [masking.mask_image(x, mask, 0.0), model.inpaint(x, mask).clamp(-1, 1)]
+    grid = make_grid(torch.cat(rows), nrow=n)
+    Image.fromarray(grid.squeeze()).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("checkpoint", nargs="?", default="weights/maskrec_mnist.safetensors")
-    p.add_argument("--n", type=int, default=2000, help="MNIST test images")
+    p.add_argument("--n", type=int, default=1000, help="MNIST test images")
     p.add_argument("--json")
+    p.add_argument("--sample", help="also save a sample grid here (rows: input, then masked / filled at 25, 50, 75 %%)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -100,10 +114,12 @@ def main(argv=None):
     train_images, train_labels = load_mnist("train")
     x = images_tensor(test_images[:args.n])
     y = torch.from_numpy(test_labels[:args.n].astype(np.int64))
-    # The probe's labelled pool: the first 10000 training images (draws pick 100 or 1000 of them).
-    tx = images_tensor(train_images[:10000])
-    ty = torch.from_numpy(train_labels[:10000].astype(np.int64))
+    # The probe's labelled pool: the first 5000 training images (draws pick 100 or 1000 of them).
+    tx = images_tensor(train_images[:5000])
+    ty = torch.from_numpy(train_labels[:5000].astype(np.int64))
 
+    if args.sample:
+        sample_grid(model, x, args.sample)
     rec = reconstruction_table(model, x, patch_size=model.config.patch_size)
     print(f"\nReconstruction PSNR on {args.n} MNIST test images (dB; images in [-1, 1]; higher is better)")
     print(f"{'mask':6} {'ratio':>5}  {'method':10} {'hidden px':>9} {'whole img':>9}")
