@@ -46,7 +46,8 @@ def build_app(services: Services | None = None) -> gr.Blocks:
     refreshers = []   # (tab, fn, inputs, outputs) wired after the layout
 
     # ---- layout ------------------------------------------------------------------------------------
-    with gr.Blocks(title=TITLE) as demo:
+    # Generated files (images, GIFs, uploads) older than a day are removed once a day.
+    with gr.Blocks(title=TITLE, delete_cache=(86400, 86400)) as demo:
         gr.Markdown(f"# {TITLE}\nTrain small GANs, explore what they learned, and turn horses into zebras. "
                     "Everything runs on this machine's CPU.", elem_id="gs-header")
         with gr.Tabs():

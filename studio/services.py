@@ -293,6 +293,8 @@ class Services:
                 raise ConfigError("batch size must be between 1 and 1024")
             name = _safe_run_name(run_name) or f"{model}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
             out_dir = self.runs_dir / name
+            if out_dir.exists():
+                raise ConfigError(f"a run named {name!r} already exists; choose another name")
             if entry.task == "translate" and data == "mnist":
                 raise DataError("CycleGAN learns between two sets of photos: upload a zip for each domain")
             data_a = self._data_source(data, upload, out_dir, "data")
@@ -306,7 +308,20 @@ class Services:
                               checkpoint_every_steps=0, amp="off", device="auto")
             # Uploads are decoded now, so a broken zip is reported at once; MNIST (always fine, but a few
             # seconds to unpack) is prepared in the thread and kept for the next run.
-            dataset = None if data_a == "mnist" else make_dataset(cfg, model_cfg)
+            try:
+                dataset = None if data_a == "mnist" else make_dataset(cfg, model_cfg)
+            except Exception as e:
+                for d in (data_a, data_bb):
+                    if d and d != "mnist":
+                        shutil.rmtree(d, ignore_errors=True)
+                if isinstance(e, DataError):     # name the user's file, not the scratch folder it went to
+                    msg = str(e).replace(Path(data_a).name, Path(upload).name)
+                    if data_bb:
+                        msg = msg.replace(Path(data_bb).name, Path(upload_b).name)
+                    raise DataError(msg) from None
+                raise
+            if dataset is not None and entry.task == "noise":
+                shutil.rmtree(data_a, ignore_errors=True)    # image folders are decoded up front; free the disk
             if dataset is not None and len(dataset) < batch_size:
                 raise ConfigError(f"the data has {len(dataset)} images, fewer than one batch of {batch_size}; "
                                   "lower the batch size or add images")
