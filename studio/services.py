@@ -404,7 +404,8 @@ class Services:
         elif ev.kind == "end":
             s.status, s.path, s.progress, s.eta_s = "finished", ev.path, 1.0, 0.0
             s.elapsed_s = ev.elapsed_s
-            s.message = f"finished after {ev.step} steps; the model is now in the Explore tab"
+            where = {"noise": "Explore", "translate": "Translate", "inpaint": "Masks"}.get(MODEL_TASKS.get(s.model), "Models")
+            s.message = f"finished after {ev.step} steps; the model is now in the {where} tab"
         elif ev.kind == "error":
             s.status, s.message, s.path = "failed", ev.message, ev.path
 

@@ -99,7 +99,8 @@ def build(services):
         cyc = model == "cyclegan"
         return (gr.Radio(value="upload" if cyc else "mnist", interactive=not cyc),
                 gr.File(visible=True) if cyc else gr.File(),
-                gr.File(visible=cyc))
+                gr.File(visible=cyc),
+                gr.Slider(value=2 if cyc else 64))     # CycleGAN trains on a few large images per step
 
     def on_data(data, model):
         return gr.File(visible=data == "upload" or model == "cyclegan")
@@ -123,7 +124,7 @@ def build(services):
                 budget = gr.Number(value=300, minimum=1, label="Budget", elem_id="train-budget",
                                    info="300 steps take about a minute on a laptop CPU.")
             with gr.Accordion("More settings", open=False):
-                batch_size = gr.Slider(8, 256, value=64, step=8, label="Batch size",
+                batch_size = gr.Slider(1, 256, value=64, step=1, label="Batch size",
                                        info="Images per step; larger is smoother but slower per step.")
                 lr = gr.Number(value=2e-4, label="Learning rate", minimum=1e-6, maximum=1e-2,
                                info="How big each update is; 0.0002 is the DCGAN paper's value.")
@@ -146,7 +147,7 @@ def build(services):
 
     # ---- wiring ------------------------------------------------------------------------------------
     polled = [bar, plot, grid, note, timer, start_btn, stop_btn]
-    model.change(on_model, model, [data, upload, upload_b], api_name="train_model_changed",
+    model.change(on_model, model, [data, upload, upload_b, batch_size], api_name="train_model_changed",
                  api_visibility="undocumented")
     data.change(on_data, [data, model], upload, api_name="train_data_changed", api_visibility="undocumented")
     start_btn.click(start, [model, data, upload, upload_b, unit, budget, batch_size, lr, image_size, run_name],
