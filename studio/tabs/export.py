@@ -45,6 +45,8 @@ def describe(report: dict) -> str:
             parts.append(f"ONNX int8 {lat['onnx_int8']:.1f} ms")
         lines.append(f"- **Speed** (one input of shape {tuple(lat['input_shape'])}, this machine): "
                      + ", ".join(parts) + f" — {lat['speedup_vs_pytorch']:.1f}x PyTorch.")
+        if lat.get("onnx_int8", 0) > lat["onnx_fp32"]:
+            lines.append("- int8 makes this file smaller, not faster, on this machine: choose fp32 for speed.")
     return "\n".join(lines)
 
 
