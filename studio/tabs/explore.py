@@ -5,6 +5,7 @@ Directions come from `gancore.latent` (closed-form SeFa, Shen & Zhou 2021), comp
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -28,6 +29,9 @@ def build(services):
         pil = [Image.fromarray(rgb(enlarge(im, 192))) for im in imgs]
         pil += pil[-2:0:-1]                      # there and back, so the loop has no jump
         GIF_DIR.mkdir(parents=True, exist_ok=True)
+        for old in GIF_DIR.glob("*.gif"):        # Gradio serves its own copy; ours can go after an hour
+            if time.time() - old.stat().st_mtime > 3600:
+                old.unlink(missing_ok=True)
         out = Path(tempfile.mkstemp(suffix=".gif", prefix=f"interp-{seed_a}-{seed_b}-", dir=GIF_DIR)[1])
         pil[0].save(out, save_all=True, append_images=pil[1:], duration=80, loop=0)
         return str(out), str(out)

@@ -142,7 +142,7 @@ def build(services):
             grid = gr.Image(label="Samples (refresh while training)", interactive=False, height=320,
                             elem_id="train-grid", format="png")
             plot = gr.LinePlot(None, x="step", y="value", color="loss",
-                               label="Losses", height=300, elem_id="train-losses")
+                               label="Losses", show_label=False, height=280, y_title="loss", elem_id="train-losses")
     timer = gr.Timer(1.0, active=False)
 
     # ---- wiring ------------------------------------------------------------------------------------
