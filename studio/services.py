@@ -371,10 +371,13 @@ class Services:
                 if self._stop.is_set():
                     gen.close()        # the trainer saves its checkpoint on close
                     path = getattr(trainer, "last_checkpoint", "") or ""
+                    grid = self._final_preview(path, cfg.model)
                     with self._lock:
                         self._state.status = "stopped"
                         self._state.path = path
                         self._state.message = f"stopped at step {self._state.step}; saved" if path else "stopped"
+                        if grid is not None:
+                            self._state.grid = grid
                     break
         except Exception as e:  # the thread must never die silently: the page shows the reason
             log.exception("training failed")
@@ -386,6 +389,18 @@ class Services:
                 self._state.finished_at = time.time()
                 if self._state.status in ("running", "stopping"):
                     self._state.status = "finished" if self._state.path else "failed"
+
+    @staticmethod
+    def _final_preview(path: str, model: str):
+        """Samples from a stopped run's saved generator, so the page shows where it got to."""
+        if not path or MODEL_TASKS.get(model) != "noise":
+            return None
+        try:
+            from gancore.inference import load_model, sample
+            return tile(sample(load_model(path), n=64, seed=1234), cols=8)
+        except Exception:  # a preview is a nicety; the run itself is saved
+            log.exception("no preview for %s", path)
+            return None
 
     def _apply(self, ev) -> None:
         s = self._state
@@ -482,3 +497,18 @@ def _fmt(v) -> str:
 def _short(e: BaseException) -> str:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
     return msg[:300]
+
+
+def tile(images, cols: int | None = None, pad: int = 2):
+    """(N, H, W, C) uint8 -> one grid image with white gaps; grey images become RGB."""
+    import numpy as np
+    n, h, w, c = images.shape
+    if c == 1:
+        images = images.repeat(3, axis=3)
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, col = divmod(i, cols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = im
+    return out

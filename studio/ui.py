@@ -7,7 +7,12 @@ import logging
 import gradio as gr
 import numpy as np
 
+from studio.services import tile  # noqa: F401  (numpy only; tabs import it from here)
+
 log = logging.getLogger("studio")
+
+# Heavy inference events (translation, grids, GIFs) share one pool of this many queue slots.
+INFERENCE_CONCURRENCY = 4
 
 # Errors a person can act on; their text is written for people (engine convention) and shown as is.
 _FRIENDLY = ("CheckpointError", "DataError", "ConfigError", "TrainingError", "BusyError", "PathError")
@@ -45,20 +50,6 @@ def enlarge(image: np.ndarray, min_side: int = 256) -> np.ndarray:
     if f == 1:
         return image
     return image.repeat(f, axis=0).repeat(f, axis=1)
-
-
-def tile(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
-    """(N, H, W, C) uint8 -> one grid image with white gaps; grey images become RGB."""
-    n, h, w, c = images.shape
-    if c == 1:
-        images = images.repeat(3, axis=3)
-    cols = cols or int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
-    for i, im in enumerate(images):
-        r, col = divmod(i, cols)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = im
-    return out
 
 
 def rgb(image: np.ndarray) -> np.ndarray:

@@ -152,6 +152,7 @@ def test_stop_saves_the_run(client, studio):
     _wait_idle(studio.services)
     st = studio.services.training_state()
     assert st["status"] == "stopped" and Path(st["path"]).is_file()
+    assert st["grid"] is not None and st["grid"].shape[0] > 100      # samples from the saved generator
     assert "Nothing" in client.predict(api_name="/train_stop")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.ui import choices_update, enlarge, friendly, rgb, tile
+from studio.ui import INFERENCE_CONCURRENCY, choices_update, enlarge, friendly, rgb, tile
 
 N_DIRECTIONS = 6
 GIF_DIR = Path(tempfile.gettempdir()) / "ganstudio-gifs"
@@ -91,6 +91,8 @@ def build(services):
         image, inputs, out, api_name="explore_image_after_reset", api_visibility="undocumented",
         show_progress="hidden")
     gif_btn.click(gif, [ckpt, seed_a, seed_b, frames, truncation], [gif_view, gif_file],
-                  api_name="explore_interpolate")
-    grid_btn.click(grid, [ckpt, seed, count, truncation], grid_out, api_name="explore_grid")
+                  api_name="explore_interpolate", concurrency_id="inference",
+                  concurrency_limit=INFERENCE_CONCURRENCY)
+    grid_btn.click(grid, [ckpt, seed, count, truncation], grid_out, api_name="explore_grid",
+                   concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
     return {"refresh": (refresh, ckpt), "first_image": (image, inputs, out)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.services import EXAMPLES_DIR
-from studio.ui import choices_update, friendly
+from studio.ui import INFERENCE_CONCURRENCY, choices_update, friendly
 
 DIRECTIONS = [("Horse → zebra (A → B)", "AB"), ("Zebra → horse (B → A)", "BA")]
 
@@ -57,8 +57,10 @@ def build(services):
                 api_name="translate_load_example", elem_id="translate-examples", examples_per_page=5)
 
     # ---- wiring ------------------------------------------------------------------------------------
-    go.click(run, [ckpt, image, direction, cycle], [output, recon, note], api_name="translate")
+    go.click(run, [ckpt, image, direction, cycle], [output, recon, note], api_name="translate",
+             concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
     # A new photo (upload, paste, webcam or example click) translates at once; clearing it does nothing.
     image.change(auto, [ckpt, image, direction, cycle], [output, recon, note], api_name="translate_on_change",
-                 api_visibility="undocumented", trigger_mode="always_last")
+                 api_visibility="undocumented", trigger_mode="always_last",
+                 concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
     return {"refresh": (refresh, ckpt)}
