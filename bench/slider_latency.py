@@ -3,7 +3,10 @@
 Targets (issue 5): <= 50 ms server time and <= 100 ms round trip for a DCGAN sample on 2 CPU cores.
 Baseline in the same process: a plain `sample()` of one image with no direction edit.
 
-    python bench/slider_latency.py [--checkpoint weights/dcgan_mnist.safetensors] [--repeats 40]
+    python bench/slider_latency.py [--checkpoint weights/dcgan_mnist.safetensors] [--repeats 40] [--threads 1]
+
+On a machine whose cores are busy with other work, torch's 2 intra-op threads wait on each other; a
+one-image 28 px sample is faster on 1 thread (try --threads 1).
 """
 from __future__ import annotations
 
@@ -40,10 +43,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=str(ROOT / "weights" / "dcgan_mnist.safetensors"))
     ap.add_argument("--repeats", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = ap.parse_args()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
     import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from gancore.inference import sample
     from studio.app import build_app
     from studio.services import Services
