@@ -100,7 +100,11 @@ def _pluggable(module: str, blurb: str, services: Services) -> None:
             log.warning("tab %s could not load: %s", module, e)
         gr.Markdown(f"**Coming soon.** {blurb}")
         return
-    mod.build(services)
+    try:
+        mod.build(services)
+    except Exception:  # one broken tab must not take the studio down
+        log.exception("tab %s failed to build", module)
+        gr.Markdown(f"**This tab could not load.** {blurb} The details are in the server log.")
 
 
 def _quiet(fn):
