@@ -297,8 +297,68 @@ def test_tabs_build_with_api_names(maskrec_model):
     from studio.tabs import explain, masks
     services = FakeServices([MASKREC])
     with gr.Blocks() as demo:
-        masks.build(services)
-        explain.build(services)
-    names = {d.api_name for d in demo.fns.values()}
+        with gr.Tab("Masks"):
+            masks.build(services)
+        with gr.Tab("Explain"):
+            explain.build(services)
+    fns = list(demo.fns.values())
+    names = {d.api_name for d in fns}
     assert {"masks_reconstruct", "masks_example", "masks_refresh", "explain", "explain_compare",
-            "explain_generate", "explain_methods", "explain_refresh"} <= names
+            "explain_generate", "explain_methods", "explain_refresh", "explain_example"} <= names
+    assert all(d.api_name for d in fns)          # every event has an explicit name
+
+
+# ----------------------------------------------------------------------------------------------------
+# Through the running studio's API (the session's `studio` fixture, shared with the studio's tests)
+
+@pytest.fixture(scope="module")
+def api(studio):
+    from gradio_client import Client
+    return Client(studio.url, verbose=False)
+
+
+def _digit_png(tmp_path, index=0) -> str:
+    from PIL import Image
+    path = tmp_path / f"digit{index}.png"
+    Image.fromarray(load_mnist("test")[0][index]).resize((112, 112), Image.NEAREST).save(path)
+    return str(path)
+
+
+def _app_error(fn) -> str:
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError) as e:
+        fn()
+    msg = str(e.value)
+    assert "Traceback" not in msg and 'File "' not in msg
+    return msg
+
+
+def test_api_masks_reconstruct(api, studio, tmp_path):
+    from gradio_client import handle_file
+    ckpt = str(studio.weights / "maskrec_mnist.safetensors")
+    editor = {"background": handle_file(_digit_png(tmp_path)), "layers": [], "composite": None}
+    mask, masked, rec, err, text = api.predict(ckpt, editor, "random patches", 0.5, 4, 0, 0.6,
+                                               api_name="/masks_reconstruct")
+    assert all(Path(p).is_file() for p in (mask, masked, rec, err))
+    assert "PSNR on the hidden pixels" in text
+    msg = _app_error(lambda: api.predict(None, editor, "random patches", 0.5, 4, 0, 0.6, api_name="/masks_reconstruct"))
+    assert "model" in msg
+
+
+def test_api_explain_methods(api, studio, tmp_path):
+    from gradio_client import handle_file
+    ckpt = str(studio.weights / "maskrec_mnist.safetensors")
+    overlay_path, caption, download, _ = api.predict(ckpt, handle_file(_digit_png(tmp_path)), "Integrated Gradients",
+                                                     0.5, "AB", 50, 0.01, 0, api_name="/explain")
+    assert Path(overlay_path).is_file() and "completeness delta" in caption
+    side = api.predict(ckpt, handle_file(_digit_png(tmp_path)), ["Saliency", "Occlusion"], 0.5, "AB",
+                       api_name="/explain_compare")
+    assert len(side) == 2
+    # A noise model: latent directions in the gallery.
+    _, caption, _, gallery = api.predict(studio.tiny, None, LATENT, 0.5, "AB", 50, 0.01, 3, api_name="/explain")
+    assert len(gallery) == 4 and "SeFa" in caption
+    assert "image" in _app_error(lambda: api.predict(ckpt, None, "Saliency", 0.5, "AB", 50, 0.01, 0,
+                                                     api_name="/explain"))
+
+
+LATENT = "Latent directions (SeFa)"

@@ -10,17 +10,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from gancore import explain as ex
-from gancore.data import to_tensor
+# The engine (torch) is imported inside the handlers, so building the app does not wait for it.
 
 DISCRIMINATOR_METHODS = {"Saliency": "saliency", "Integrated Gradients": "integrated_gradients",
                          "Occlusion": "occlusion", "Learned mask": "learned_mask"}
 CYCLEGAN_METHODS = {"PatchGAN real/fake map": "realness", "Change |output - input|": "change",
                     "Cycle error": "cycle_error"}
 LATENT_METHOD = "Latent directions (SeFa)"
+ALL_METHODS = list(DISCRIMINATOR_METHODS) + list(CYCLEGAN_METHODS) + [LATENT_METHOD]
 EXPLAIN_MAX_SIDE = 128      # photos are explained at this longer side: gradient methods stay near 1 s on CPU
 
 
@@ -45,8 +44,9 @@ def _discriminator(model, direction: str = "AB"):
     return model.D
 
 
-def prepare(model, image) -> tuple[torch.Tensor, np.ndarray]:
+def prepare(model, image):
     """User image -> (1, C, H, W) tensor in the model's format, and the uint8 image it shows."""
+    from gancore.data import to_tensor
     if image is None:
         raise ExplainInputError("Choose an image first: upload one, pick an example, or generate one.")
     arr = np.asarray(image)
@@ -80,6 +80,7 @@ def generate(model, seed: int = 0) -> np.ndarray:
 def explain_one(model, image, method: str, opacity: float = 0.5, direction: str = "AB", epochs: int = 50,
                 lr: float = 0.01, seed: int = 0, has_discriminator: bool = True) -> dict:
     """One method on one image: {"overlay": uint8, "heatmap": float (H, W), "caption": str, "info": dict}."""
+    from gancore import explain as ex
     if method == LATENT_METHOD:
         return latent_directions(model, seed, opacity)[0]
     x, shown = prepare(model, image)
@@ -114,6 +115,8 @@ def explain_one(model, image, method: str, opacity: float = 0.5, direction: str 
 
 def latent_directions(model, seed: int = 0, opacity: float = 0.5, k: int = 4) -> list[dict]:
     """Which pixels each of the top-k SeFa directions moves, for the sample drawn with `seed`."""
+    import torch
+    from gancore import explain as ex
     from gancore.latent import sefa_directions
     if getattr(model, "task", "") != "noise":
         raise ExplainInputError("Latent directions need a noise model (MLP GAN or DCGAN).")
@@ -152,48 +155,36 @@ def save_download(result: dict, folder: str | None = None) -> str:
 # UI
 
 def build(services):
+    """The tab's content; the app wraps it in its own gr.Tab."""
     import gradio as gr
+    from gradio.context import Context
 
-    def choices():
-        try:
-            return services.list_checkpoints()
-        except Exception:  # a broken library view should not take the tab down
-            return []
+    from studio.ui import choices_update, friendly
+
+    def refresh(current=None):
+        return choices_update(services.list_checkpoints(), current)
 
     def load(ckpt):
+        from gancore.explain import has_discriminators
         if not ckpt:
-            raise gr.Error("Choose a model first.")
-        try:
-            return services.load(ckpt), ex.has_discriminators(ckpt)
-        except Exception as e:
-            raise gr.Error(f"Could not load that model ({str(e)[:200] or e.__class__.__name__}).") from None
+            raise ExplainInputError("Choose a model first.")
+        return services.load(ckpt), has_discriminators(ckpt)
 
-    def guarded(fn):
-        def run(*args):
-            try:
-                return fn(*args)
-            except gr.Error:
-                raise
-            except (ExplainInputError, ex.ExplainError, ValueError, OSError) as e:
-                raise gr.Error(str(e)) from None
-            except Exception as e:  # never a stack trace in the browser
-                raise gr.Error(f"Explanation failed ({e.__class__.__name__}).") from None
-        return run
-
-    @guarded
+    @friendly
     def on_model(ckpt):
         if not ckpt:
-            return gr.Dropdown(choices=list(DISCRIMINATOR_METHODS)), gr.CheckboxGroup(choices=list(DISCRIMINATOR_METHODS))
+            return gr.skip(), gr.skip()
         model, _ = load(ckpt)
         ms = methods_for(model)
-        return gr.Dropdown(choices=ms, value=ms[0]), gr.CheckboxGroup(choices=[m for m in ms if m != LATENT_METHOD])
+        return (gr.Dropdown(choices=ms, value=ms[0]),
+                gr.CheckboxGroup(choices=[m for m in ms if m != LATENT_METHOD]))
 
-    @guarded
+    @friendly
     def on_generate(ckpt, seed):
         model, _ = load(ckpt)
         return generate(model, seed)
 
-    @guarded
+    @friendly
     def on_explain(ckpt, image, method, opacity, direction, epochs, lr, seed):
         model, has_d = load(ckpt)
         if method == LATENT_METHOD:
@@ -201,44 +192,60 @@ def build(services):
             r = results[0]
             return r["overlay"], r["caption"], save_download(r), [(q["overlay"], q["caption"]) for q in results]
         r = explain_one(model, image, method, opacity, direction, epochs, lr, seed, has_discriminator=has_d)
-        return r["overlay"], r["caption"] + f"  \n`{r['info']}`", save_download(r), []
+        return r["overlay"], r["caption"], save_download(r), []
 
-    @guarded
+    @friendly
     def on_compare(ckpt, image, methods, opacity, direction):
         model, has_d = load(ckpt)
         return [(r["overlay"], r["caption"]) for r in compare(model, image, methods, opacity, direction, has_d)]
 
-    with gr.Tab("Explain"):
-        gr.Markdown("Why does the discriminator call an image real or fake? Bright = matters most. "
-                    "For CycleGAN: what the generator changes and where the cycle fails.")
-        with gr.Row():
-            with gr.Column(scale=1):
-                ckpt = gr.Dropdown(choices=choices(), label="Model", value=None)
-                refresh = gr.Button("Refresh models", size="sm")
-                image = gr.Image(type="numpy", label="Image (upload, or generate)")
-                with gr.Row():
-                    seed = gr.Number(value=0, precision=0, label="Seed")
-                    gen_btn = gr.Button("Generate", size="sm")
-                method = gr.Dropdown(choices=list(DISCRIMINATOR_METHODS), value="Saliency", label="Method")
-                direction = gr.Radio(["AB", "BA"], value="AB", label="CycleGAN direction (AB: the image is domain A)")
-                opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity")
-                with gr.Accordion("Learned mask settings", open=False):
-                    epochs = gr.Slider(5, 200, value=50, step=5, label="Epochs")
-                    lr = gr.Number(value=0.01, label="Learning rate")
-                run = gr.Button("Explain", variant="primary")
-            with gr.Column(scale=2):
-                out = gr.Image(label="Heatmap overlay", type="numpy")
-                caption = gr.Markdown()
-                download = gr.DownloadButton("Download PNG")
-                gallery = gr.Gallery(label="Directions", columns=4, height="auto")
-                compare_methods = gr.CheckboxGroup(choices=list(DISCRIMINATOR_METHODS),
-                                                   value=["Saliency", "Integrated Gradients"], label="Compare methods")
-                compare_btn = gr.Button("Compare side by side")
-                compare_gallery = gr.Gallery(label="Side by side", columns=4, height="auto")
-        refresh.click(lambda: gr.Dropdown(choices=choices()), outputs=ckpt, api_name="explain_refresh")
-        ckpt.change(on_model, inputs=ckpt, outputs=[method, compare_methods], api_name="explain_methods")
-        gen_btn.click(on_generate, inputs=[ckpt, seed], outputs=image, api_name="explain_generate")
-        run.click(on_explain, inputs=[ckpt, image, method, opacity, direction, epochs, lr, seed],
-                  outputs=[out, caption, download, gallery], api_name="explain")
-        compare_btn.click(on_compare, inputs=[ckpt, image, compare_methods, opacity, direction],
-                          outputs=compare_gallery, api_name="explain_compare")
+    @friendly
+    def on_example(index):
+        from studio.tabs.masks import example_digit
+        return example_digit(int(index or 0))
+
+    gr.Markdown("Why does a discriminator call an image real or fake? Bright = matters most. For CycleGAN: what "
+                "the generator changes and where the cycle fails; for noise models: which pixels a latent "
+                "direction moves.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            with gr.Row():
+                ckpt = gr.Dropdown([], value=None, allow_custom_value=True, label="Model", elem_id="explain-model",
+                                   scale=3)
+                refresh_btn = gr.Button("Refresh", size="sm", scale=1)
+            image = gr.Image(type="numpy", label="Image (upload, example digit, or generate)", elem_id="explain-image")
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, label="Seed / example #")
+                gen_btn = gr.Button("Generate", size="sm")
+                example_btn = gr.Button("Example digit", size="sm")
+            # Every method is a valid choice at build time (the API may pick any); choosing a model narrows the list.
+            method = gr.Dropdown(ALL_METHODS, value="Saliency", label="Method", elem_id="explain-method")
+            direction = gr.Radio(["AB", "BA"], value="AB", label="CycleGAN direction (AB: the image is domain A)")
+            opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heatmap opacity")
+            with gr.Accordion("Learned mask settings", open=False):
+                epochs = gr.Slider(5, 200, value=50, step=5, label="Epochs")
+                lr = gr.Number(value=0.01, label="Learning rate")
+            run = gr.Button("Explain", variant="primary", elem_id="explain-run")
+        with gr.Column(scale=2):
+            out = gr.Image(label="Heatmap overlay", type="numpy", elem_id="explain-overlay")
+            caption = gr.Markdown(elem_id="explain-caption")
+            download = gr.DownloadButton("Download PNG")
+            gallery = gr.Gallery(label="Latent directions", columns=4, height="auto")
+            compare_methods = gr.CheckboxGroup(ALL_METHODS[:-1], value=["Saliency", "Integrated Gradients"],
+                                               label="Compare methods")
+            compare_btn = gr.Button("Compare side by side")
+            compare_gallery = gr.Gallery(label="Side by side", columns=4, height="auto")
+
+    refresh_btn.click(refresh, ckpt, ckpt, api_name="explain_refresh")
+    ckpt.focus(refresh, ckpt, ckpt, api_name="explain_models", api_visibility="undocumented")
+    ckpt.change(on_model, ckpt, [method, compare_methods], api_name="explain_methods")
+    gen_btn.click(on_generate, [ckpt, seed], image, api_name="explain_generate")
+    example_btn.click(on_example, seed, image, api_name="explain_example")
+    run.click(on_explain, [ckpt, image, method, opacity, direction, epochs, lr, seed],
+              [out, caption, download, gallery], api_name="explain")
+    compare_btn.click(on_compare, [ckpt, image, compare_methods, opacity, direction], compare_gallery,
+                      api_name="explain_compare")
+    root = Context.root_block
+    if root is not None:
+        root.load(refresh, ckpt, ckpt, api_name="explain_models_on_load", api_visibility="undocumented")
+    return {"refresh": (refresh, ckpt)}

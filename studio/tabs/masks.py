@@ -6,11 +6,9 @@ Plain handler functions first (tests call them directly), then `build(services)`
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PIL import Image
 
-from gancore import masking
-from gancore.data import load_mnist, to_tensor
+# The engine (torch) is imported inside the handlers, so building the app does not wait for it.
 
 RATIO_CHOICES = (0.25, 0.5, 0.75)
 MASK_KINDS = ("random patches", "random pixels", "painted")
@@ -28,6 +26,7 @@ def example_digit(index: int = 0) -> np.ndarray:
     """An MNIST test digit (uint8, 28x28) from the copy bundled with gancore."""
     global _EXAMPLES
     if _EXAMPLES is None:
+        from gancore.data import load_mnist
         _EXAMPLES = load_mnist("test")[0]
     return _EXAMPLES[int(index) % len(_EXAMPLES)].copy()
 
@@ -59,9 +58,10 @@ def editor_parts(value) -> tuple[np.ndarray | None, np.ndarray | None]:
     return np.asarray(value), None
 
 
-def prepare_image(image, size: int, channels: int) -> tuple[torch.Tensor, str]:
+def prepare_image(image, size: int, channels: int):
     """uint8 array / PIL -> (1, C, size, size) in [-1, 1], and a note. Light backgrounds are inverted,
     since MNIST digits are light strokes on black."""
+    from gancore.data import to_tensor
     if image is None:
         raise MaskError("Choose an image first: upload one, draw one, or pick an example digit.")
     arr = np.asarray(image)
@@ -86,8 +86,10 @@ def prepare_image(image, size: int, channels: int) -> tuple[torch.Tensor, str]:
     return to_tensor(x).unsqueeze(0), note
 
 
-def make_mask(kind: str, ratio: float, patch_size: int, seed: int, size: int, painted=None) -> torch.Tensor:
-    """(1, 1, size, size) with 1 = hidden."""
+def make_mask(kind: str, ratio: float, patch_size: int, seed: int, size: int, painted=None):
+    """(1, 1, size, size) tensor with 1 = hidden."""
+    import torch
+    from gancore import masking
     if kind == "painted":
         if painted is None or np.asarray(painted).max() == 0:
             raise MaskError("Paint over the part of the image to hide, or choose a random mask.")
@@ -97,7 +99,7 @@ def make_mask(kind: str, ratio: float, patch_size: int, seed: int, size: int, pa
     return masking.random_mask(mk, 1, size, size, float(ratio), int(patch_size), generator=g)
 
 
-def _uint8(x: torch.Tensor) -> np.ndarray:
+def _uint8(x) -> np.ndarray:
     """(1, C, H, W) in [-1, 1] -> uint8 HW (grey) or HWC."""
     img = ((x.detach().float().clamp(-1, 1)[0] + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
     return img[..., 0] if img.shape[-1] == 1 else img
@@ -106,6 +108,8 @@ def _uint8(x: torch.Tensor) -> np.ndarray:
 def reconstruct(model, image, kind: str = "random patches", ratio: float = 0.5, patch_size: int = 4,
                 seed: int = 0, painted=None, opacity: float = 0.6) -> dict:
     """Mask, masked input, reconstruction, error map (uint8) and PSNR numbers for one image."""
+    import torch
+    from gancore import masking
     from gancore.explain import overlay
 
     if getattr(model, "task", "") != "inpaint":
@@ -146,59 +150,65 @@ def summary(result: dict) -> str:
 # UI
 
 def build(services):
+    """The tab's content; the app wraps it in its own gr.Tab."""
     import gradio as gr
+    from gradio.context import Context
 
-    def choices():
-        try:
-            return services.list_checkpoints(task="inpaint")
-        except Exception:  # a broken library view should not take the tab down
-            return []
+    from studio.ui import choices_update, friendly
 
+    def refresh(current=None):
+        return choices_update(services.list_checkpoints(task="inpaint"), current)
+
+    @friendly
     def on_run(ckpt, editor, kind, ratio, patch, seed, opacity):
         if not ckpt:
-            raise gr.Error("Choose a masked-reconstruction model first.")
-        try:
-            model = services.load(ckpt)
-            image, painted = editor_parts(editor)
-            r = reconstruct(model, image, kind, ratio, patch, seed, painted, opacity)
-        except (MaskError, ValueError, OSError) as e:
-            raise gr.Error(str(e)) from None
-        except Exception as e:  # never a stack trace in the browser
-            raise gr.Error(f"Reconstruction failed ({e.__class__.__name__}).") from None
+            raise MaskError("Choose a masked-reconstruction model first.")
+        model = services.load(ckpt)
+        image, painted = editor_parts(editor)
+        r = reconstruct(model, image, kind, ratio, patch, seed, painted, opacity)
         return r["mask"], r["masked"], r["reconstruction"], r["error"], summary(r)
 
+    @friendly
     def on_example(index):
-        return {"background": enlarge(example_digit(int(index))), "layers": [], "composite": None}
+        return {"background": enlarge(example_digit(int(index or 0))), "layers": [], "composite": None}
 
-    with gr.Tab("Masks"):
-        gr.Markdown("Hide part of an image and see what a masked-reconstruction model puts back. "
-                    "Paint over the image to hide your own region (mask: **painted**).")
-        with gr.Row():
-            with gr.Column(scale=1):
-                ckpt = gr.Dropdown(choices=choices(), label="Model", value=None)
-                refresh = gr.Button("Refresh models", size="sm")
-                editor = gr.ImageEditor(type="numpy", label="Image (upload, draw, or pick an example; paint to mask)",
-                                        image_mode="RGBA", brush=gr.Brush(colors=["#ff0000"], color_mode="fixed",
-                                                                          default_size=14),
-                                        value=on_example(0))
-                with gr.Row():
-                    example_index = gr.Number(value=0, precision=0, label="MNIST test example #")
-                    example_btn = gr.Button("Load example", size="sm")
-                kind = gr.Radio(list(MASK_KINDS), value="random patches", label="Mask")
-                ratio = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Mask ratio (share hidden)")
-                patch = gr.Slider(1, 14, value=4, step=1, label="Patch size (pixels)")
-                seed = gr.Number(value=0, precision=0, label="Mask seed")
-                opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Error map opacity")
-                run = gr.Button("Reconstruct", variant="primary")
-            with gr.Column(scale=2):
-                with gr.Row():
-                    out_mask = gr.Image(label="Mask (white = hidden)", type="numpy")
-                    out_masked = gr.Image(label="Masked input", type="numpy")
-                with gr.Row():
-                    out_rec = gr.Image(label="Reconstruction", type="numpy")
-                    out_err = gr.Image(label="Error map", type="numpy")
-                out_text = gr.Markdown()
-        refresh.click(lambda: gr.Dropdown(choices=choices()), outputs=ckpt, api_name="masks_refresh")
-        example_btn.click(on_example, inputs=example_index, outputs=editor, api_name="masks_example")
-        run.click(on_run, inputs=[ckpt, editor, kind, ratio, patch, seed, opacity],
-                  outputs=[out_mask, out_masked, out_rec, out_err, out_text], api_name="masks_reconstruct")
+    gr.Markdown("Hide part of an image and see what a masked-reconstruction model puts back. "
+                "Paint over the image to hide your own region (mask: **painted**).")
+    with gr.Row():
+        with gr.Column(scale=1):
+            with gr.Row():
+                ckpt = gr.Dropdown([], value=None, allow_custom_value=True, label="Masked-reconstruction model",
+                                   elem_id="masks-model", scale=3)
+                refresh_btn = gr.Button("Refresh", size="sm", scale=1)
+            editor = gr.ImageEditor(type="numpy", label="Image (upload, draw, or load an example; paint to mask)",
+                                    image_mode="RGBA", elem_id="masks-editor",
+                                    brush=gr.Brush(colors=["#ff0000"], color_mode="fixed", default_size=14))
+            with gr.Row():
+                example_index = gr.Number(value=0, precision=0, minimum=0, label="MNIST test example #")
+                example_btn = gr.Button("Load example", size="sm")
+            kind = gr.Radio(list(MASK_KINDS), value="random patches", label="Mask")
+            ratio = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Mask ratio (share hidden)")
+            patch = gr.Slider(1, 14, value=4, step=1, label="Patch size (pixels)")
+            seed = gr.Number(value=0, precision=0, label="Mask seed")
+            opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Error map opacity")
+            run = gr.Button("Reconstruct", variant="primary", elem_id="masks-run")
+        with gr.Column(scale=2):
+            with gr.Row():
+                out_mask = gr.Image(label="Mask (white = hidden)", type="numpy")
+                out_masked = gr.Image(label="Masked input", type="numpy")
+            with gr.Row():
+                out_rec = gr.Image(label="Reconstruction", type="numpy")
+                out_err = gr.Image(label="Error map |reconstruction - input|", type="numpy")
+            out_text = gr.Markdown(elem_id="masks-psnr")
+
+    refresh_btn.click(refresh, ckpt, ckpt, api_name="masks_refresh")
+    ckpt.focus(refresh, ckpt, ckpt, api_name="masks_models", api_visibility="undocumented")
+    example_btn.click(on_example, example_index, editor, api_name="masks_example")
+    run.click(on_run, [ckpt, editor, kind, ratio, patch, seed, opacity],
+              [out_mask, out_masked, out_rec, out_err, out_text], api_name="masks_reconstruct")
+    root = Context.root_block
+    if root is not None:   # fill the model list and the first example when the page loads
+        root.load(refresh, ckpt, ckpt, api_name="masks_models_on_load", api_visibility="undocumented")
+        root.load(on_example, example_index, editor, api_name="masks_example_on_load",
+                  api_visibility="undocumented")
+    return {"refresh": (refresh, ckpt)}
