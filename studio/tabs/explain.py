@@ -92,8 +92,14 @@ def explain_one(model, image, method: str, opacity: float = 0.5, direction: str 
             raise ExplainInputError("This checkpoint holds no discriminators, so it has no real/fake map.")
         maps = ex.cyclegan_maps(model, x, direction, realness=key == "realness")
         heat = maps[key]
-        info = {"realness_mean": round(maps["realness_mean"], 3)} if key == "realness" else {}
-        caption = method + (f" (mean {maps['realness_mean']:.2f}; 1 = looks real)" if key == "realness" else "")
+        if key == "realness":
+            info = {"realness_mean": round(maps["realness_mean"], 3)}
+            caption = f"{method} (mean {maps['realness_mean']:.2f}; 1 = looks real)"
+        else:
+            # Absolute units (share of the value range) in the caption; the display is scaled to its maximum.
+            info = {"mean": round(float(heat.mean()), 4), "max": round(float(heat.max()), 4)}
+            caption = f"{method}: mean {heat.mean() * 100:.1f} %, max {heat.max() * 100:.0f} % of the value range"
+            heat = heat / max(float(heat.max()), 1e-6)
         base = ((maps["output"][0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy() \
             if key == "realness" else shown
         return {"overlay": ex.overlay(base, heat, opacity), "heatmap": heat, "caption": caption, "info": info}
@@ -201,8 +207,8 @@ def build(services):
 
     @friendly
     def on_example(index):
-        from studio.tabs.masks import example_digit
-        return example_digit(int(index or 0))
+        from studio.tabs.masks import enlarge, example_digit
+        return enlarge(example_digit(int(index or 0)))
 
     gr.Markdown("Why does a discriminator call an image real or fake? Bright = matters most. For CycleGAN: what "
                 "the generator changes and where the cycle fails; for noise models: which pixels a latent "
@@ -237,7 +243,6 @@ def build(services):
             compare_gallery = gr.Gallery(label="Side by side", columns=4, height="auto")
 
     refresh_btn.click(refresh, ckpt, ckpt, api_name="explain_refresh")
-    ckpt.focus(refresh, ckpt, ckpt, api_name="explain_models", api_visibility="undocumented")
     ckpt.change(on_model, ckpt, [method, compare_methods], api_name="explain_methods")
     gen_btn.click(on_generate, [ckpt, seed], image, api_name="explain_generate")
     example_btn.click(on_example, seed, image, api_name="explain_example")

@@ -202,7 +202,6 @@ def build(services):
             out_text = gr.Markdown(elem_id="masks-psnr")
 
     refresh_btn.click(refresh, ckpt, ckpt, api_name="masks_refresh")
-    ckpt.focus(refresh, ckpt, ckpt, api_name="masks_models", api_visibility="undocumented")
     example_btn.click(on_example, example_index, editor, api_name="masks_example")
     run.click(on_run, [ckpt, editor, kind, ratio, patch, seed, opacity],
               [out_mask, out_masked, out_rec, out_err, out_text], api_name="masks_reconstruct")

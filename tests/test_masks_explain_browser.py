@@ -1,0 +1,66 @@
+"""The Masks and Explain tabs in headless Chromium (Debian's package, driven by Python Playwright), with
+screenshots for the README (docs/screenshots/masks.png, explain.png). Shares the session's `studio`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.is_file():
+    pytest.skip("headless tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def page(studio):
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        context = b.new_context(viewport={"width": 1280, "height": 1000})
+        pg = context.new_page()
+        pg.set_default_timeout(60_000)
+        pg.goto(studio.url)
+        yield pg
+        context.close()
+        b.close()
+
+
+def tab(page, name: str):
+    return page.locator(f'button[role=tab][data-tab-id="{name.lower()}"]')
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def pick_model(page, elem_id: str, text: str) -> None:
+    box = page.locator(f"#{elem_id} input")
+    box.click()
+    page.locator("ul[role=listbox] li", has_text=text).first.click()
+
+
+def test_masks_tab_reconstructs_an_example(page):
+    tab(page, "Masks").click()
+    pick_model(page, "masks-model", "maskrec")
+    page.locator("#masks-run").click()
+    sync_api.expect(page.locator("#masks-psnr")).to_contain_text("PSNR on the hidden pixels", timeout=60_000)
+    shot(page, "masks")
+
+
+def test_explain_tab_shows_a_heatmap(page):
+    tab(page, "Explain").click()
+    pick_model(page, "explain-model", "maskrec")
+    page.get_by_role("button", name="Example digit").click()
+    page.locator("#explain-image img").wait_for()
+    page.locator("#explain-run").click()
+    sync_api.expect(page.locator("#explain-caption")).to_contain_text("D score", timeout=60_000)
+    page.locator("#explain-overlay img").wait_for()
+    shot(page, "explain")
