@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -62,3 +67,36 @@ def choices_update(pairs: list[tuple[str, str]], current: str | None = None):
     values = [v for _, v in pairs]
     value = current if current in values else (values[0] if values else None)
     return gr.Dropdown(choices=pairs, value=value)
+
+
+SCRATCH = Path(tempfile.gettempdir()) / "ganstudio-out"
+
+
+def png_file(image: np.ndarray, name: str) -> str:
+    """Write an output image as `<name>.png` in a fresh folder and return its path.
+
+    Gradio then copies the file into its cache atomically. Returning the array instead makes Gradio
+    rewrite the cached file in place, and identical outputs for concurrent requests (eight visitors
+    clicking the same example, every page polling the same sample grid) could be served half written.
+    """
+    from PIL import Image
+    _prune(SCRATCH, 3600)
+    folder = SCRATCH / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    path = folder / f"{name}.png"
+    Image.fromarray(rgb(image)).save(path)
+    return str(path)
+
+
+def _prune(root: Path, max_age_s: float, _last=[0.0]) -> None:
+    """Remove scratch folders older than max_age_s (Gradio serves its own copies), at most once a minute."""
+    now = time.time()
+    if now - _last[0] < 60 or not root.is_dir():
+        return
+    _last[0] = now
+    for d in root.iterdir():
+        try:
+            if now - d.stat().st_mtime > max_age_s:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.ui import INFERENCE_CONCURRENCY, choices_update, enlarge, friendly, rgb, tile
+from studio.ui import INFERENCE_CONCURRENCY, choices_update, enlarge, friendly, png_file, rgb, tile
 
 N_DIRECTIONS = 6
 GIF_DIR = Path(tempfile.gettempdir()) / "ganstudio-gifs"
@@ -20,7 +20,8 @@ def build(services):
     # ---- plain functions -------------------------------------------------------------------------
     @friendly
     def image(path, seed, truncation, *alphas):
-        return rgb(enlarge(services.edited_sample(path, int(seed or 0), float(truncation), alphas)))
+        return png_file(enlarge(services.edited_sample(path, int(seed or 0), float(truncation), alphas)),
+                        f"seed{int(seed or 0)}")
 
     @friendly
     def gif(path, seed_a, seed_b, frames, truncation):
@@ -38,7 +39,8 @@ def build(services):
 
     @friendly
     def grid(path, seed, count, truncation):
-        return rgb(enlarge(tile(services.samples(path, int(count), int(seed or 0), float(truncation))), 512))
+        return png_file(enlarge(tile(services.samples(path, int(count), int(seed or 0), float(truncation))), 512),
+                        f"samples-seed{int(seed or 0)}")
 
     def refresh(current):
         return choices_update(services.list_checkpoints("noise"), current)

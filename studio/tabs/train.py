@@ -9,7 +9,7 @@ import html
 
 import gradio as gr
 
-from studio.ui import friendly, rgb
+from studio.ui import friendly, png_file
 
 MODELS = [("DCGAN: convolutional, sharp digits in a minute", "dcgan"),
           ("MLP GAN: the original 2014 GAN, fastest", "mlp"),
@@ -67,6 +67,15 @@ def losses_plot(st: dict):
 
 def build(services):
     # ---- plain functions -------------------------------------------------------------------------
+    last = {}   # the latest sample grid's file, written once and then served to every polling page
+
+    def grid_file(grid):
+        if grid is None:
+            return None
+        if last.get("grid") is not grid:
+            last.update(grid=grid, path=png_file(grid, "samples"))
+        return last["path"]
+
     def poll():
         st = services.training_state()
         message = st["message"] or ""
@@ -75,7 +84,7 @@ def build(services):
         elif st["status"] == "failed":
             message = f"**Stopped with a problem.** {message}"
         running = st["status"] in ACTIVE
-        return (progress_html(st), losses_plot(st), rgb(st["grid"]) if st["grid"] is not None else None,
+        return (progress_html(st), losses_plot(st), grid_file(st["grid"]),
                 message, gr.Timer(active=running),
                 gr.Button(interactive=not running), gr.Button(interactive=running))
 

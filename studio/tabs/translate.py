@@ -7,7 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.services import EXAMPLES_DIR
-from studio.ui import INFERENCE_CONCURRENCY, choices_update, friendly
+from studio.ui import INFERENCE_CONCURRENCY, choices_update, friendly, png_file
 
 DIRECTIONS = [("Horse → zebra (A → B)", "AB"), ("Zebra → horse (B → A)", "BA")]
 
@@ -21,7 +21,9 @@ def build(services):
         if cycle:
             note = (note + " " if note else "") + ("The right image is the output translated back: the closer it "
                                                   "is to your photo, the more the model kept of it.")
-        return out["output"], out["reconstruction"], note
+        rec = out["reconstruction"]
+        return (png_file(out["output"], "translated"), png_file(rec, "translated-back") if rec is not None else None,
+                note)
 
     def auto(path, image, direction, cycle):
         if image is None or not path:
