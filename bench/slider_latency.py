@@ -53,7 +53,7 @@ def main() -> None:
     from gancore.inference import sample
     from studio.app import build_app
     from studio.services import Services
-    from studio.ui import enlarge, rgb
+    from studio.ui import enlarge, png_file
 
     tmp = Path(tempfile.mkdtemp(prefix="slider-bench-"))
     ckpt = Path(args.checkpoint)
@@ -76,8 +76,9 @@ def main() -> None:
     b = statistics.median(base)
     report("server: edited_sample (engine)", timed(lambda: services.edited_sample(str(ckpt), next(seed), 1.0, alphas),
                                                    args.repeats), b, 50)
-    report("server: handler (engine + enlarge)",
-           timed(lambda: rgb(enlarge(services.edited_sample(str(ckpt), next(seed), 1.0, alphas))), args.repeats), b, 50)
+    report("server: handler (engine + enlarge + PNG)",
+           timed(lambda: png_file(enlarge(services.edited_sample(str(ckpt), next(seed), 1.0, alphas)), "bench"),
+                 args.repeats), b, 50)
 
     from gradio_client import Client
     demo = build_app(services)
@@ -88,6 +89,8 @@ def main() -> None:
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         client = Client(demo.local_url, verbose=False)
+        floor = timed(lambda: client.predict(api_name="/explore_reset"), args.repeats)
+        report("round trip floor: /explore_reset (no model)", floor)
         rt = timed(lambda: client.predict(str(ckpt), next(seed), 1.0, *alphas, api_name="/explore_image"),
                    args.repeats)
         report("round trip: gradio_client /explore_image", rt, b, 100)
