@@ -1,0 +1,38 @@
+"""The shipped weights load, carry model cards, and the digit models meet the class-coverage rule."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gancore.checkpoint import read_header
+from gancore.evaluation import CLASSIFIER_PATH, classifier_accuracy, digit_metrics, generate_images, load_classifier
+from gancore.inference import load_model
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+SHIPPED = sorted(WEIGHTS.glob("*.safetensors"))
+
+
+def test_every_shipped_file_loads_and_has_a_model_card():
+    names = {p.name for p in SHIPPED if not p.name.endswith(".directions.safetensors")}
+    assert {"dcgan_mnist.safetensors", "mlp_mnist.safetensors", "horse2zebra.safetensors"} <= names
+    for name in names:
+        path = WEIGHTS / name
+        meta = read_header(path)
+        assert meta["format"] == "gancore"
+        assert (WEIGHTS / name.replace(".safetensors", ".md")).is_file(), f"{name} has no model card"
+        load_model(path)
+
+
+def test_classifier_is_accurate():
+    meta = read_header(CLASSIFIER_PATH)
+    assert json.loads(meta["metrics"])["test_accuracy"] >= 0.99
+    assert classifier_accuracy(load_classifier()) >= 0.99
+
+
+@pytest.mark.parametrize("name,min_share", [("dcgan_mnist", 0.05), ("mlp_mnist", 0.0)])
+def test_digit_models_draw_every_class(name, min_share):
+    model = load_model(WEIGHTS / f"{name}.safetensors")
+    m = digit_metrics(generate_images(model, 2000, seed=1))
+    assert m["classes_present"] >= (10 if min_share else 9), m
+    assert m["min_class_share"] >= min_share, m
