@@ -30,11 +30,11 @@ class DigitClassifier(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1),
-            nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1),
-            nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2))
-        self.features = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(64 * 7 * 7, 128), nn.ReLU())
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+            nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1),
+            nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2))
+        self.features = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(32 * 7 * 7, 128), nn.ReLU())
         self.head = nn.Linear(128, 10)
 
     def forward(self, x):                       # x: (N, 1, 28, 28) in [-1, 1]
@@ -42,7 +42,7 @@ class DigitClassifier(nn.Module):
         return self.head(f), f
 
 
-def train_classifier(epochs: int = 3, seed: int = 0, out: Path = CLASSIFIER_PATH) -> float:
+def train_classifier(epochs: int = 2, seed: int = 0, out: Path = CLASSIFIER_PATH) -> float:
     """Train the shipped classifier on MNIST train (light augmentation); returns test accuracy."""
     torch.manual_seed(seed)
     xs, ys = load_mnist("train")

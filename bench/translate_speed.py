@@ -1,0 +1,66 @@
+"""Latency of one 256x256 translation on this machine's CPU: the shipped CycleGAN generator in PyTorch eager
+and in ONNX Runtime (fp32), against the paper-size generator (64 channels, 9 blocks) in the same run.
+
+    python bench/translate_speed.py [--runs 20] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gancore.inference import load_model
+from gancore.models.cyclegan import CycleGANConfig, ResnetGenerator
+
+SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "horse2zebra.safetensors"
+
+
+def timed(fn, runs: int, warmup: int = 3) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t) * 1000)
+    return float(np.percentile(ts, 50)), float(np.percentile(ts, 95))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    x = torch.rand(1, 3, 256, 256) * 2 - 1
+    shipped = load_model(SHIPPED).G.G_AB
+    paper = ResnetGenerator(CycleGANConfig(base_channels=64, res_blocks=9, upsample="transposed")).eval()
+    rows = []
+    with torch.no_grad():
+        rows.append(("paper-size generator (64 ch, 9 blocks), PyTorch eager", *timed(lambda: paper(x), a.runs)))
+        rows.append(("shipped generator (32 ch, 9 blocks), PyTorch eager", *timed(lambda: shipped(x), a.runs)))
+    try:
+        from gancore.export import export_onnx
+        from gancore.runtime import OnnxGenerator
+        with tempfile.TemporaryDirectory() as d:
+            export_onnx(str(SHIPPED), f"{d}/g.onnx", network="G_AB")
+            ort = OnnxGenerator(f"{d}/g.onnx", threads=a.threads)
+            xn = x.numpy()
+            rows.append(("shipped generator, ONNX Runtime fp32", *timed(lambda: ort.run(xn), a.runs)))
+    except ImportError as e:
+        print(f"(ONNX Runtime row skipped: {e})")
+    base = rows[0][1]
+    print(f"256x256, batch 1, {a.threads} threads, {a.runs} runs after warm-up, load average {os.getloadavg()[0]:.1f}")
+    print("| generator | p50 ms | p95 ms | speed-up vs paper size (p50) |")
+    print("|---|---|---|---|")
+    for name, p50, p95 in rows:
+        print(f"| {name} | {p50:.0f} | {p95:.0f} | {base / p50:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
