@@ -66,11 +66,12 @@ def main():
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     a = ap.parse_args()
     torch.set_num_threads(2)
     import tempfile
     rows = []
-    for bf16 in (False, True):
+    for bf16 in [p == "bf16" for p in a.precisions]:
         plain, ours = [], []
         for _ in range(a.repeats):   # interleaved, best of N: robust to a busy neighbour
             plain.append(plain_loop(a.steps, a.batch_size, bf16))

@@ -93,6 +93,10 @@ class MNISTDataset(Dataset):
         index, _seed = item
         return self.x[index]
 
+    def __getitems__(self, items):
+        # Batched fetch (DataLoader calls this when present): one indexing op instead of a Python loop.
+        return self.x[torch.tensor([i for i, _ in items])]
+
 
 # ----------------------------------------------------------------------------------------------------
 # Image files
@@ -310,6 +314,8 @@ class SeededSampler(Sampler):
 
 
 def collate(items):
+    if isinstance(items, torch.Tensor):    # already a batch (__getitems__)
+        return items
     if isinstance(items[0], tuple):
         return tuple(torch.stack(parts) for parts in zip(*items))
     return torch.stack(items)

@@ -394,8 +394,7 @@ def _networks_of(group_copy, model) -> dict:
 def _ema_update(ema, net, decay: float, step: int) -> None:
     # Warm-up (as in many GAN codebases): early on the average follows the weights closely.
     d = min(decay, (1 + step) / (10 + step))
-    for pe, p in zip(ema.parameters(), net.parameters()):
-        pe.lerp_(p.detach(), 1 - d)
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in net.parameters()], 1 - d)
     for be, b in zip(ema.buffers(), net.buffers()):
         be.copy_(b)
 
