@@ -40,3 +40,12 @@ def test_digit_models_quality_floor(name, classes, min_share, max_fid):
     assert m["classes_present"] >= classes, m
     assert m["min_class_share"] >= min_share, m
     assert m["classifier_fid"] <= max_fid, m
+
+
+@pytest.mark.xfail(strict=True, reason="engine issue target not yet met by the shipped DCGAN "
+                                       "(8/10 classes over 5 %; see weights/dcgan_mnist.md)")
+def test_dcgan_meets_the_issue_coverage_rule():
+    """The issue's rule, kept as written: when a better DCGAN ships this starts passing and strict xfail
+    fails the suite, so the floor above gets raised with it."""
+    m = digit_metrics(generate_images(load_model(WEIGHTS / "dcgan_mnist.safetensors"), 2000, seed=1))
+    assert m["classes_present"] == 10 and m["min_class_share"] >= 0.05, m
