@@ -47,7 +47,6 @@ def cmd_train(args) -> int:
     from gancore import registry
     from gancore.training import TrainConfig, Trainer, TrainingError, _format
     from gancore.config import override
-    from gancore.models.base import GANModel  # noqa: F401  (import check)
 
     train_cfg = override(TrainConfig(), **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     entry = registry.get(train_cfg.model)

@@ -41,7 +41,7 @@ PARITY_TOL = 1e-4                  # max abs difference on [-1, 1] outputs, fp32
 INT8_PSNR_MIN_DB = 30.0            # int8 against fp32 output, held-out inputs
 FORMAT = "gancore-onnx"
 FORMAT_VERSION = "1"
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "studio" / "examples"   # photos the product ships
+EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"   # photos the product ships
 
 
 class ExportError(ValueError):
@@ -142,7 +142,7 @@ def _synthetic_photo(size: int, channels: int, seed: int) -> np.ndarray:
 
 
 def _bundled_examples(domain: str) -> tuple[list[Path], list[Path]]:
-    """(photos of the input domain, photos of the other domain) the studio ships."""
+    """(photos of the input domain, photos of the other domain) the product ships."""
     if not EXAMPLES_DIR.is_dir():
         return [], []
     horses, zebras = sorted(EXAMPLES_DIR.glob("horse_*.jpg")), sorted(EXAMPLES_DIR.glob("zebra_*.jpg"))
@@ -185,7 +185,7 @@ def _inputs(model, spec: dict, calibration_images, held_out_images, seed: int) -
     domain = spec["contract"]["input"]["domain"]
     own, other = _bundled_examples(domain)
     held_paths, cal_paths = own[:1], own[1:] + other
-    source = f"the studio's example photos ({', '.join(p.name for p in own + other)})"
+    source = f"the bundled example photos ({', '.join(p.name for p in own + other)})"
     if held_out_images is not None:
         held_paths, source = list(held_out_images), "given held-out photos, calibrated on " + (
             "given photos" if calibration_images is not None else source)

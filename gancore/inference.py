@@ -65,13 +65,17 @@ def _load_cached(path: str, _mtime: int, device: str):
 def header_summary(path: str | os.PathLike) -> dict:
     """Header fields a person cares about, for the models view and `gancore inspect`."""
     meta = ckpt.read_header(path)
-    out = {k: v for k, v in meta.items() if k not in ("model_config", "train_state", "metrics")}
+    out = {k: v for k, v in meta.items() if k not in ("model_config", "train_state", "metrics", "trained")}
     out["model_config"] = json.loads(meta.get("model_config", "{}"))
     if "metrics" in meta:
         out["metrics"] = json.loads(meta["metrics"])
     if "train_state" in meta:
         st = json.loads(meta["train_state"])
         out["train"] = {"step": st["step"], "epoch": st["epoch"], "elapsed_s": round(st.get("elapsed_s", 0), 1),
+                        "config": st["train_config"]}
+    elif "trained" in meta:      # weights-only files keep the same summary (see export_weights)
+        st = json.loads(meta["trained"])
+        out["train"] = {"step": st["step"], "epoch": st["epoch"], "elapsed_s": round(st.get("elapsed_s") or 0, 1),
                         "config": st["train_config"]}
     out["size_bytes"] = Path(path).stat().st_size
     return out

@@ -315,7 +315,7 @@ class Trainer:
                         el = elapsed_before + now - t_start
                         eta = el * (1 - frac) / frac if frac > 0 else None
                         yield Event("step", step=step, epoch=epoch, progress=frac, images_per_s=ips, eta_s=eta,
-                                    elapsed_s=el, losses={k: float(v) for k, v in stacked_dict(losses, stacked).items()})
+                                    elapsed_s=el, losses=dict(zip(losses, stacked.tolist())))
                     if is_main and cfg.sample_every_steps and (step % cfg.sample_every_steps == 0 or done):
                         yield Event("sample", step=step, epoch=epoch, progress=frac,
                                     grid=self._preview(model, ema or groups["G"], preview_batch, fixed_z))
@@ -376,10 +376,6 @@ class Trainer:
 
 def _all_finite(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
-def stacked_dict(losses, stacked):
-    return dict(zip(losses.keys(), stacked.tolist()))
 
 
 def _networks_of(group_copy, model) -> dict:

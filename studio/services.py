@@ -8,7 +8,6 @@ the long-lived things and the UI only asks it questions.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import os
 import re
@@ -17,12 +16,14 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+import importlib.util
 from pathlib import Path
 
 log = logging.getLogger("studio")
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+# Example photos ship with the engine (export calibrates on them too); found without importing gancore.
+EXAMPLES_DIR = Path(importlib.util.find_spec("gancore").origin).parent / "assets" / "examples"
 TASKS = ("noise", "translate", "inpaint")
 MODEL_TASKS = {"mlp": "noise", "dcgan": "noise", "cyclegan": "translate", "maskrec": "inpaint"}
 MAX_LOSS_POINTS = 2000               # loss history kept for the plot; older points are thinned
@@ -207,7 +208,7 @@ class Services:
                 rows.append({**row, "model": "unreadable", "task": "", "created": "", "steps": "",
                              "metrics": str(e)[:80]})
                 continue
-            trained = h.get("train") or _json_or_empty(h.get("trained"))
+            trained = h.get("train")
             metrics = h.get("metrics") or {}
             rows.append({**row, "model": h.get("model_type", "?"), "task": MODEL_TASKS.get(h.get("model_type"), "?"),
                          "created": str(h.get("created", ""))[:16].replace("T", " "),
@@ -481,13 +482,6 @@ def _safe_run_name(name: str) -> str:
 
 def _describe_data(data: str) -> str:
     return "MNIST digits" if data == "mnist" else "your images"
-
-
-def _json_or_empty(text) -> dict:
-    try:
-        return json.loads(text) if text else {}
-    except (TypeError, ValueError):
-        return {}
 
 
 def _fmt(v) -> str:

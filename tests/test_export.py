@@ -92,9 +92,9 @@ def test_horse2zebra_int8_on_real_photos(h2z, tmp_path):
     """The shipped generator: fp32 parity on a real test photo, int8 >= 30 dB PSNR on held-out photos."""
     if not H2Z_WEIGHTS.is_file():
         pytest.skip("weights/horse2zebra.safetensors is not here")
-    # Test photos the studio does not ship as examples (those are its calibration set).
+    # Test photos the product does not ship as examples (those are its calibration set).
     held = sorted((h2z / "testA").glob("*.jpg"))[-1:]
-    calibration = sorted((ROOT / "studio" / "examples").glob("*.jpg"))[:2]     # shipped photos
+    calibration = sorted((ROOT / "gancore" / "assets" / "examples").glob("*.jpg"))[:2]     # shipped photos
     report = export_onnx(H2Z_WEIGHTS, tmp_path / "h2z.onnx", int8=True, calibration_images=calibration,
                          held_out_images=held, latency_repeats=0)
     print(json.dumps(report))

@@ -17,7 +17,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "studio" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "gancore" / "assets" / "examples"
 ENDPOINTS = {"/train_start", "/train_stop", "/train_poll", "/explore_image", "/explore_reset",
              "/explore_interpolate", "/explore_grid", "/translate", "/models_list", "/models_header",
              "/models_rename", "/models_delete"}

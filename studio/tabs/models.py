@@ -28,10 +28,7 @@ def build(services):
     def header(path):
         if not path:
             return {}
-        h = dict(services.header(services.resolve(path)))
-        if isinstance(h.get("trained"), str):          # shipped files keep their training summary as JSON text
-            h["trained"] = _json(h["trained"])
-        return h
+        return dict(services.header(services.resolve(path)))
 
     @friendly
     def rename(path, new_name):
@@ -74,11 +71,3 @@ def build(services):
     rename_btn.click(rename, [choice, new_name], [grid, choice, status], api_name="models_rename")
     delete_btn.click(delete, [choice, sure], [grid, choice, status, sure], api_name="models_delete")
     return {"refresh": (listing, choice, [grid, choice])}
-
-
-def _json(text: str):
-    import json
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
