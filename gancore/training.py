@@ -60,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     num_workers: int = 0
+    data_on_device: bool = False     # keep decoded images on the device, crop there (unpaired data; GPU runs)
     log_every_steps: int = 10
     sample_every_steps: int = 200
     checkpoint_every_steps: int = 1000
@@ -263,9 +264,14 @@ class Trainer:
             self.last_checkpoint = str(path)
             return str(path)
 
-        loader = DataLoader(dataset, **loader_kwargs)
+        if cfg.data_on_device and hasattr(dataset, "device_batch"):
+            dataset.to_device(device)
+            loader = DeviceBatches(dataset, sampler, cfg.batch_size)
+        else:
+            loader = DataLoader(dataset, **loader_kwargs)
         window_t, window_images = time.perf_counter(), 0
         failed = False
+        previous = None
         try:
             done = progress() >= 1.0
             while not done:
@@ -291,8 +297,12 @@ class Trainer:
                     stacked = torch.stack([v.detach().float() for v in losses.values()])
                     save_due = bool(cfg.checkpoint_every_steps) and step % cfg.checkpoint_every_steps == 0
                     weights_bad = save_due and not _all_finite(model)
-                    if not torch.isfinite(stacked).all() or weights_bad:
-                        bad = [k for k, v in losses.items() if not torch.isfinite(v).all()] or ["weights"]
+                    # On CUDA this reads the previous step's losses so the GPU never waits for the host; a bad
+                    # step is then caught one step later, and weights are checked before every save anyway.
+                    check, previous = (previous, stacked) if device.type == "cuda" else (stacked, None)
+                    if (check is not None and not torch.isfinite(check).all()) or weights_bad:
+                        values = check.tolist() if check is not None else []
+                        bad = [k for k, v in zip(losses, values) if not math.isfinite(v)] or ["weights"]
                         failed = True
                         msg = (f"training stopped at step {step}: loss {', '.join(bad)} became NaN or infinite. "
                                "The last good checkpoint is kept"
@@ -393,6 +403,18 @@ def _ema_update(ema, net, decay: float, step: int) -> None:
     torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in net.parameters()], 1 - d)
     for be, b in zip(ema.buffers(), net.buffers()):
         be.copy_(b)
+
+
+class DeviceBatches:
+    """Batches drawn from a dataset's on-device copy in the sampler's order (see `data_on_device`)."""
+
+    def __init__(self, dataset, sampler, batch_size: int):
+        self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
+
+    def __iter__(self):
+        items = list(self.sampler)
+        for i in range(0, len(items) - self.batch_size + 1, self.batch_size):
+            yield self.dataset.device_batch(items[i:i + self.batch_size])
 
 
 def _to_device(batch, device, channels_last):

@@ -81,3 +81,16 @@ def test_unpaired_real_files_grey_converted(h2z):
     assert a.shape == b.shape == (3, 64, 64)
     a2, b2 = ds[(3, 42)]
     assert torch.equal(a, a2) and torch.equal(b, b2)   # augmentation is a function of the seed
+
+
+def test_on_device_batches_match_the_loader(h2z):
+    """The GPU data path (decode once, crop on the device) draws exactly what the file loader draws."""
+    ds = UnpairedDataset(h2z / "testA", h2z / "testB", image_size=64, load_size=72)
+    ds.files_A, ds.files_B = ds.files_A[:6], ds.files_B[:5]
+    ds.to_device("cpu")
+    items = [(0, 1), (4, 12345), (5, 99)]
+    a, b = ds.device_batch(items)
+    assert a.shape == b.shape == (3, 3, 64, 64)
+    for k, item in enumerate(items):
+        ra, rb = ds[item]
+        assert torch.equal(ra, a[k]) and torch.equal(rb, b[k])
