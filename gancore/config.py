@@ -17,7 +17,12 @@ def to_json(cfg: Any) -> str:
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build `cls` from a dict: unknown keys are an error, missing keys take their defaults."""
+    """Build `cls` from a dict: unknown keys are an error, missing keys take their defaults.
+
+    A config whose defaults changed lists the old values in `LEGACY_DEFAULTS`: a saved config without such a
+    key was written before the key existed, so it gets the behaviour it was trained with.
+    """
+    data = {**getattr(cls, "LEGACY_DEFAULTS", {}), **data}
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from gancore import checkpoint as ckpt
 from gancore import registry
-from gancore.config import from_dict, to_json
+from gancore.config import from_dict, override, to_json
 from gancore.data import SeededSampler, collate, make_dataset, to_uint8
 from gancore.models.base import StepContext
 
@@ -67,6 +67,14 @@ class TrainConfig:
     out_dir: str = "runs/run"
     init_from: str = ""              # warm start: weights only (e.g. a shipped checkpoint)
     data_limit: int = 0              # use only the first N training items (0 = all)
+
+
+def recommended(model: str = "dcgan", **changes) -> TrainConfig:
+    """A TrainConfig with the settings measured best for `model` (its registry entry), then `changes`.
+
+    `changes` set to None are ignored (unset command-line flags).
+    """
+    return override(TrainConfig(model=model, **registry.get(model).train_defaults), **changes)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU session (device tool): continue training the shipped horse2zebra CycleGAN from
 # weights/horse2zebra.safetensors and bring the result back compactly under $OUT (files <= 16 MiB each).
-# Needs .gpu_data/trainA|trainB: the train split only, re-encoded as JPEG to fit the 64 MiB transfer limit.
+# Needs .gpu_data/trainA|trainB (`python scripts/make_gpu_data.py`): the train split only, re-encoded as JPEG.
 # The images are decoded once and kept on the GPU (data_on_device); crops and flips happen there.
 # Usage: MINUTES=8 BATCH=8 bash scripts/gpu_cyclegan.sh
 set -u

@@ -265,7 +265,7 @@ class Services:
 
     def start_training(self, model: str = "dcgan", data: str = "mnist", data_b: str = "", upload: str = "",
                        upload_b: str = "", steps: int = 0, minutes: float = 0, batch_size: int = 64,
-                       lr: float = 2e-4, image_size: int = 0, sample_every_steps: int = 0,
+                       lr: float | None = None, image_size: int = 0, sample_every_steps: int = 0,
                        run_name: str = "") -> str:
         """Validate settings and data, then start the run in a background thread. Returns the run name.
 
@@ -274,7 +274,7 @@ class Services:
         from gancore import registry
         from gancore.config import ConfigError
         from gancore.data import DataError, make_dataset
-        from gancore.training import TrainConfig
+        from gancore.training import recommended
 
         with self._lock:
             if self.is_training():
@@ -302,8 +302,8 @@ class Services:
             data_bb = self._data_source(data_b or "upload", upload_b, out_dir, "data_b") if entry.task == "translate" else ""
             model_cfg = self._model_config(model, entry, data_a, image_size)
             every = int(sample_every_steps or 0) or (max(5, min(100, steps // 10)) if steps else 50)
-            cfg = TrainConfig(model=model, data=data_a, data_b=data_bb, batch_size=batch_size, lr_g=float(lr),
-                              lr_d=float(lr), steps=steps, minutes=minutes, out_dir=str(out_dir),
+            cfg = recommended(model, data=data_a, data_b=data_bb, batch_size=batch_size,
+                              lr_g=float(lr) if lr else None, lr_d=float(lr) if lr else None, steps=steps, minutes=minutes, out_dir=str(out_dir),
                               log_every_steps=max(1, min(10, steps // 20)) if steps else 10,
                               sample_every_steps=every,
                               checkpoint_every_steps=0, amp="off", device="auto")

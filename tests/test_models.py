@@ -86,6 +86,19 @@ def test_dcgan_seed_rgb_config_and_sizes():
     assert abs(conv.weight.std().item() - 0.02) < 0.005   # DCGAN init N(0, 0.02)
 
 
+def test_dcgan_minibatch_std_and_spectral_norm():
+    from gancore.models.dcgan import DCGAN, DCGANConfig, MinibatchStd
+    torch.manual_seed(0)
+    m = DCGAN(DCGANConfig(base_channels=4, d_base_channels=4, d_minibatch_std=True, d_spectral_norm=True,
+                          loss="hinge"))
+    assert not any(isinstance(l, torch.nn.BatchNorm2d) for l in m.D.net)   # spectral norm replaces BN in D
+    same = torch.zeros(4, 3, 2, 2)
+    spread = torch.arange(48.0).view(4, 3, 2, 2)
+    assert MinibatchStd()(same)[:, -1].max() < 1e-3 and MinibatchStd()(spread)[:, -1].min() > 1
+    losses = m.train_step(_batch(m), _ctx(m))
+    assert all(torch.isfinite(v).all() for v in losses.values())
+
+
 def test_cyclegan_pool_and_transposed_variant():
     from gancore.models.cyclegan import CycleGANConfig, ImagePool, ResnetGenerator
     pool = ImagePool(2)

@@ -4,6 +4,8 @@ Every documented endpoint is called; engine errors must come back as short messa
 """
 from __future__ import annotations
 
+import io
+import json
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +45,20 @@ def _error_of(fn) -> str:
 def _wait_idle(services, timeout=120):
     services.wait(timeout)
     assert not services.is_training()
+
+
+def test_plain_http_api_as_curl_or_a_browser_calls_it(studio):
+    """POST /gradio_api/call/<name>, read the event stream, fetch the PNG: no gradio_client involved."""
+    import httpx
+    with httpx.Client(base_url=studio.url.rstrip("/"), timeout=60) as http:
+        event = http.post("/gradio_api/call/explore_image",
+                          json={"data": [studio.tiny, 3, 1.0, 2.0, 0, 0, 0, 0, 0]}).json()["event_id"]
+        with http.stream("GET", f"/gradio_api/call/explore_image/{event}") as stream:
+            lines = list(stream.iter_lines())
+        assert "event: complete" in lines, lines
+        result = json.loads(lines[lines.index("event: complete") + 1].removeprefix("data: "))
+        png = http.get(result[0]["url"]).content
+    assert png[:4] == b"\x89PNG" and Image.open(io.BytesIO(png)).size[0] >= 256
 
 
 def test_every_event_has_a_stable_name(client):

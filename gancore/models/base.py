@@ -39,7 +39,8 @@ def init_dcgan_weights(module: nn.Module, std: float = 0.02) -> None:
     """N(0, 0.02) for convolutions and linear layers, N(1, 0.02) for norm scales (Radford et al. 2016)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, std)
+            parametrized = nn.utils.parametrize.is_parametrized(m, "weight")   # e.g. spectral norm
+            nn.init.normal_(m.parametrizations.weight.original if parametrized else m.weight, 0.0, std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.InstanceNorm2d)) and m.weight is not None:

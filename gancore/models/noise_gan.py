@@ -47,20 +47,20 @@ class NoiseGAN(GANModel):
 
         # Update D. Real and fake go through D separately: with BatchNorm in D, a mixed batch would let
         # D tell them apart by batch statistics, which the G phase (fakes only) never shows it.
+        # One generator forward serves both phases (as in the PyTorch DCGAN tutorial): D learns from the
+        # detached fakes, then G learns from the same fakes through the updated D.
         z = self.noise(n).to(device)
-        with torch.no_grad(), ctx.autocast():
-            fake = G(z)
         with ctx.autocast():
+            fake = G(z)
             real_logits = D(real)
-            fake_logits = D(fake.to(real.dtype))
+            fake_logits = D(fake.detach().to(real.dtype))
         loss_real, loss_fake = d_loss(loss_kind, real_logits, fake_logits)
         ctx.step("D", loss_real + loss_fake)
 
         # Update G through a frozen, unwrapped D.
         set_requires_grad(self.D, False)
-        z = self.noise(n).to(device)
         with ctx.autocast():
-            loss_g = g_loss(loss_kind, self.D(G(z)))
+            loss_g = g_loss(loss_kind, self.D(fake))
         ctx.step("G", loss_g)
         set_requires_grad(self.D, True)
         return {"D/real": loss_real.detach(), "D/fake": loss_fake.detach(), "G/adv": loss_g.detach()}

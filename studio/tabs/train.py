@@ -9,6 +9,7 @@ import html
 
 import gradio as gr
 
+from gancore.recipes import learning_rate
 from studio.ui import friendly, png_file
 
 MODELS = [("DCGAN: convolutional, sharp digits in a minute", "dcgan"),
@@ -109,7 +110,8 @@ def build(services):
         return (gr.Radio(value="upload" if cyc else "mnist", interactive=not cyc),
                 gr.File(visible=True) if cyc else gr.File(),
                 gr.File(visible=cyc),
-                gr.Slider(value=2 if cyc else 64))     # CycleGAN trains on a few large images per step
+                gr.Slider(value=2 if cyc else 64),     # CycleGAN trains on a few large images per step
+                gr.Number(value=learning_rate(model)))
 
     def on_data(data, model):
         return gr.File(visible=data == "upload" or model == "cyclegan")
@@ -135,8 +137,8 @@ def build(services):
             with gr.Accordion("More settings", open=False):
                 batch_size = gr.Slider(1, 256, value=64, step=1, label="Batch size",
                                        info="Images per step; larger is smoother but slower per step.")
-                lr = gr.Number(value=2e-4, label="Learning rate", minimum=1e-6, maximum=1e-2,
-                               info="How big each update is; 0.0002 is the DCGAN paper's value.")
+                lr = gr.Number(value=learning_rate("dcgan"), label="Learning rate", minimum=1e-6, maximum=1e-2,
+                               info="How big each update is; each model starts at the value measured best for it.")
                 image_size = gr.Dropdown([("automatic", 0), ("28 px", 28), ("32 px", 32), ("64 px", 64)],
                                          value=0, label="Image size",
                                          info="Automatic: 28 px for digits, 32 px for your images (64 for CycleGAN).")
@@ -156,7 +158,7 @@ def build(services):
 
     # ---- wiring ------------------------------------------------------------------------------------
     polled = [bar, plot, grid, note, timer, start_btn, stop_btn]
-    model.change(on_model, model, [data, upload, upload_b, batch_size], api_name="train_model_changed",
+    model.change(on_model, model, [data, upload, upload_b, batch_size, lr], api_name="train_model_changed",
                  api_visibility="undocumented")
     data.change(on_data, [data, model], upload, api_name="train_data_changed", api_visibility="undocumented")
     start_btn.click(start, [model, data, upload, upload_b, unit, budget, batch_size, lr, image_size, run_name],
