@@ -67,6 +67,9 @@ RECIPES = {   # name: (train settings, model settings)
                               "lr_decay_start": 0.5}, dict(MBSTD, loss="hinge", d_spectral_norm=True)),
     "hsm_lr8e-3_b32": ({"lr_d": 8e-3, "lr_g": 8e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32},
                        dict(MBSTD, loss="hinge", d_spectral_norm=True)),
+    # round 5: the architecture (one 3x3 conv after each upsampling of G)
+    "hsm_lr8e-3_gconv": ({"lr_d": 8e-3, "lr_g": 8e-3, "beta1": 0.0, "beta2": 0.9},
+                         dict(MBSTD, loss="hinge", d_spectral_norm=True, g_extra_convs=1)),
     "mbstd_lr5e-4_wide": ({"lr_d": 5e-4, "lr_g": 5e-4}, dict(MBSTD, base_channels=64, d_base_channels=64)),
 }
 

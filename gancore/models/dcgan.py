@@ -23,6 +23,7 @@ class DCGANConfig:
     image_size: int = 28             # 28, 32 or 64
     image_channels: int = 1
     d_base_channels: int = 32
+    g_extra_convs: int = 0           # 3x3 conv + BN + ReLU blocks after each upsampling but the last
     loss: str = "hinge"              # "hinge" or "bce" (non-saturating, the DCGAN paper's)
     d_minibatch_std: bool = True     # D sees the batch's feature spread (Karras et al. 2018): against mode dropping
     d_spectral_norm: bool = True     # spectral norm on D's convolutions (Miyato et al. 2018), in place of BatchNorm
@@ -44,9 +45,13 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         start, ups = _plan(cfg.image_size)
         ch = cfg.base_channels * 2 ** (ups - 1)
-        layers = [nn.ConvTranspose2d(cfg.latent_dim, ch, start, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        extra = lambda c: [m for _ in range(cfg.g_extra_convs)
+                           for m in (nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True))]
+        layers = [nn.ConvTranspose2d(cfg.latent_dim, ch, start, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True),
+                  *extra(ch)]
         for _ in range(ups - 1):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True),
+                       *extra(ch // 2)]
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, cfg.image_channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
