@@ -97,6 +97,10 @@ def test_dcgan_minibatch_std_and_spectral_norm():
     assert MinibatchStd()(same)[:, -1].max() < 1e-3 and MinibatchStd()(spread)[:, -1].min() > 1
     losses = m.train_step(_batch(m), _ctx(m))
     assert all(torch.isfinite(v).all() for v in losses.values())
+    for size in (28, 32, 64):       # one extra 3x3 conv per resolution keeps every output size
+        deeper = DCGAN(DCGANConfig(base_channels=4, d_base_channels=4, image_size=size, g_extra_convs=1))
+        assert deeper.generate(deeper.noise(2)).shape == (2, 1, size, size)
+        assert sum(isinstance(l, torch.nn.Conv2d) for l in deeper.G.net) == {28: 2, 32: 3, 64: 4}[size]
 
 
 def test_cyclegan_pool_and_transposed_variant():
