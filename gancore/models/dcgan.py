@@ -23,12 +23,12 @@ class DCGANConfig:
     image_size: int = 28             # 28, 32 or 64
     image_channels: int = 1
     d_base_channels: int = 32
-    g_extra_convs: int = 0           # 3x3 conv + BN + ReLU blocks after each upsampling but the last
+    g_extra_convs: int = 1           # 3x3 conv + BN + ReLU blocks at each resolution of G but the output
     loss: str = "hinge"              # "hinge" or "bce" (non-saturating, the DCGAN paper's)
     d_minibatch_std: bool = True     # D sees the batch's feature spread (Karras et al. 2018): against mode dropping
     d_spectral_norm: bool = True     # spectral norm on D's convolutions (Miyato et al. 2018), in place of BatchNorm
     # Files saved before these options existed hold the classic DCGAN discriminator.
-    LEGACY_DEFAULTS: ClassVar[dict] = {"d_minibatch_std": False, "d_spectral_norm": False}
+    LEGACY_DEFAULTS: ClassVar[dict] = {"d_minibatch_std": False, "d_spectral_norm": False, "g_extra_convs": 0}
 
     def __post_init__(self):
         if self.image_size not in (28, 32, 64):
