@@ -72,9 +72,10 @@ def test_mlp_default_is_the_seed_architecture():
 
 def test_dcgan_seed_rgb_config_and_sizes():
     from gancore.models.dcgan import DCGAN, DCGANConfig
-    m = DCGAN(DCGANConfig(image_size=32, image_channels=3, base_channels=128))
+    m = DCGAN(DCGANConfig(image_size=32, image_channels=3, base_channels=128, g_extra_convs=0))
     widths = [l.out_channels for l in m.G.net if isinstance(l, torch.nn.ConvTranspose2d)]
     assert widths == [512, 256, 128, 3]
+    assert not any(type(l) is torch.nn.Conv2d for l in m.G.net)     # exactly the seed's layers
     for size in (28, 32, 64):
         for ch in (1, 3):
             mm = DCGAN(DCGANConfig(image_size=size, image_channels=ch, base_channels=4, d_base_channels=4))
