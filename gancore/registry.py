@@ -1,7 +1,7 @@
 """name -> (config class, model class, task). Explicit imports, no discovery (after torchvision's _api.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gancore.config import ConfigError, from_json
 
@@ -13,15 +13,13 @@ class Entry:
     model_cls: type
     task: str
     title: str
-    train_defaults: dict = field(default_factory=dict)   # TrainConfig settings that suit this model (recipes.py)
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
 def register(name: str, config_cls: type, model_cls: type, task: str, title: str) -> None:
-    from gancore.recipes import TRAIN_DEFAULTS
-    _REGISTRY[name] = Entry(name, config_cls, model_cls, task, title, TRAIN_DEFAULTS.get(name, {}))
+    _REGISTRY[name] = Entry(name, config_cls, model_cls, task, title)
 
 
 def list_models() -> list[str]:

@@ -32,6 +32,7 @@ from gancore import registry
 from gancore.config import from_dict, override, to_json
 from gancore.data import SeededSampler, collate, make_dataset, to_uint8
 from gancore.models.base import StepContext
+from gancore.recipes import TRAIN_DEFAULTS
 
 
 class TrainingError(RuntimeError):
@@ -70,11 +71,12 @@ class TrainConfig:
 
 
 def recommended(model: str = "dcgan", **changes) -> TrainConfig:
-    """A TrainConfig with the settings measured best for `model` (its registry entry), then `changes`.
+    """A TrainConfig with the settings measured best for `model` (gancore/recipes.py), then `changes`.
 
     `changes` set to None are ignored (unset command-line flags).
     """
-    return override(TrainConfig(model=model, **registry.get(model).train_defaults), **changes)
+    registry.get(model)                       # an unknown model name fails here, with the list of known ones
+    return override(TrainConfig(model=model, **TRAIN_DEFAULTS.get(model, {})), **changes)
 
 
 @dataclass

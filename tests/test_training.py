@@ -148,3 +148,12 @@ def test_data_on_device_trains_like_the_loader(tmp_path, h2z):
     assert weights[0].keys() == weights[1].keys()
     for k in weights[0]:
         assert torch.allclose(weights[0][k].float(), weights[1][k].float(), atol=1e-6), k
+
+
+def test_recommended_settings_sit_under_the_users():
+    from gancore.recipes import learning_rate
+    from gancore.training import recommended
+    assert recommended("dcgan").lr_g == learning_rate("dcgan") != TrainConfig().lr_g   # the measured recipe
+    assert recommended("dcgan", lr_g=1e-4, steps=None).lr_g == 1e-4                   # the user's value wins
+    assert recommended("cyclegan") == TrainConfig(model="cyclegan")                    # no recipe: plain defaults
+    assert learning_rate("cyclegan") == TrainConfig().lr_g                             # the studio shows the same
