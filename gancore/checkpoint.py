@@ -23,13 +23,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gancore import __version__
+from gancore.errors import BadCheckpoint
 
 FORMAT = "gancore"
 FORMAT_VERSION = "1"
 MAX_HEADER_BYTES = 100_000_000
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BadCheckpoint):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 

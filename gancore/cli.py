@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from gancore.config import ConfigError
+from gancore.errors import describe
 
 
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
@@ -209,13 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from gancore.checkpoint import CheckpointError
-    from gancore.data import DataError
     try:
         return args.func(args)
-    except (CheckpointError, DataError, ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        d = describe(e, where=f"gancore {args.command}")
+        print(f"error: {d.message}", file=sys.stderr)
+        return 3 if d.internal else 2
 
 
 if __name__ == "__main__":

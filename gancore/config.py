@@ -4,11 +4,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from typing import Any, TypeVar
+from gancore.errors import BadInput
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInput):
     pass
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile
 from torch.utils.data import Dataset, DistributedSampler, Sampler
+from gancore.errors import BadInput
 
 log = logging.getLogger("gancore.data")
 ASSETS = Path(__file__).parent / "assets"
@@ -29,7 +30,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
-class DataError(ValueError):
+class DataError(BadInput):
     """Data that cannot be used, with a message a person can act on."""
 
 

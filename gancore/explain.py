@@ -24,11 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from gancore.errors import BadInput
 
 GRADIENT_METHODS = ("saliency", "integrated_gradients", "occlusion")
 
 
-class ExplainError(ValueError):
+class ExplainError(BadInput):
     """An explanation that cannot be made, with a message a person can act on."""
 
 

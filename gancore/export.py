@@ -35,6 +35,7 @@ import torch
 
 from gancore import __version__
 from gancore.config import to_json
+from gancore.errors import BadInput
 
 OPSET = 17
 PARITY_TOL = 1e-4                  # max abs difference on [-1, 1] outputs, fp32
@@ -44,7 +45,7 @@ FORMAT_VERSION = "1"
 EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"   # photos the product ships
 
 
-class ExportError(ValueError):
+class ExportError(BadInput):
     """An export that failed or does not compute what the PyTorch model computes."""
 
 

@@ -25,6 +25,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from gancore.errors import describe
+
 MAX_IMAGES = 256                   # per /generate request
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 16_000_000     # 4000x4000; the decoder never sees more
@@ -147,6 +149,14 @@ def create_app(model_path: str | os.PathLike):
         errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
         msg = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'body'}: {e.get('msg')}" for e in errors)
         return JSONResponse({"detail": msg, "errors": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def engine_error(request: Request, exc: Exception):
+        # Engine errors read as guidance with their own status; anything else is our bug: a reference to the
+        # log line, never a traceback.
+        d = describe(exc, where=f"{request.method} {request.url.path}")
+        return JSONResponse({"detail": d.message, "title": d.title, **({"reference": d.reference} if d.internal else {})},
+                            status_code=d.http_status)
 
     @app.get("/healthz")
     def healthz() -> dict:

@@ -33,9 +33,10 @@ from gancore.config import from_dict, override, to_json
 from gancore.data import SeededSampler, collate, make_dataset, to_uint8
 from gancore.models.base import StepContext
 from gancore.recipes import TRAIN_DEFAULTS
+from gancore.errors import GanStudioError
 
 
-class TrainingError(RuntimeError):
+class TrainingError(GanStudioError, RuntimeError):
     pass
 
 

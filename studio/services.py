@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 import importlib.util
 from pathlib import Path
+from gancore.errors import BadInput, Busy
 
 log = logging.getLogger("studio")
 
@@ -29,11 +30,11 @@ MODEL_TASKS = {"mlp": "noise", "dcgan": "noise", "cyclegan": "translate", "maskr
 MAX_LOSS_POINTS = 2000               # loss history kept for the plot; older points are thinned
 
 
-class BusyError(RuntimeError):
+class BusyError(Busy):
     """A second training job was asked for while one runs."""
 
 
-class PathError(ValueError):
+class PathError(BadInput):
     """A file name or path that points outside the studio's folders."""
 
 

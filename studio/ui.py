@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from gancore.errors import describe, first_line
 from studio.services import tile  # noqa: F401  (numpy only; tabs import it from here)
 
 log = logging.getLogger("studio")
@@ -19,19 +20,13 @@ log = logging.getLogger("studio")
 # Heavy inference events (translation, grids, GIFs) share one pool of this many queue slots.
 INFERENCE_CONCURRENCY = 4
 
-# Errors a person can act on; their text is written for people (engine convention) and shown as is.
-_FRIENDLY = ("CheckpointError", "DataError", "ConfigError", "TrainingError", "BusyError", "PathError")
-
-
 def short(e: BaseException, limit: int = 300) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else e.__class__.__name__)[:limit]
+    return first_line(e, limit)
 
 
 def friendly(fn):
-    """Handler wrapper: engine errors and ValueErrors become a short gr.Error, anything else a generic one.
-
-    A stack trace never reaches the page; the server log keeps it for unexpected errors.
+    """Handler wrapper: engine errors (gancore.errors) become a short gr.Error written for people; anything
+    else is our bug and reads as an internal error with a reference to the server log, never a traceback.
     """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -40,11 +35,8 @@ def friendly(fn):
         except gr.Error:
             raise
         except Exception as e:
-            if type(e).__name__ in _FRIENDLY or isinstance(e, ValueError):
-                raise gr.Error(short(e), title="Cannot do that") from None
-            log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error("Something went wrong on the server; please try again. "
-                           f"({e.__class__.__name__})", title="Error") from None
+            d = describe(e, where=fn.__name__)
+            raise gr.Error(d.message, title=d.title) from None
     return wrapper
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from gancore.errors import BadInput
 
 # The engine (torch) is imported inside the handlers, so building the app does not wait for it.
 
@@ -23,7 +24,7 @@ ALL_METHODS = list(DISCRIMINATOR_METHODS) + list(CYCLEGAN_METHODS) + [LATENT_MET
 EXPLAIN_MAX_SIDE = 128      # photos are explained at this longer side: gradient methods stay near 1 s on CPU
 
 
-class ExplainInputError(ValueError):
+class ExplainInputError(BadInput):
     """An input the tab cannot use; the message is shown to the user as is."""
 
 

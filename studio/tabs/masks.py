@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+from gancore.errors import BadInput
 
 # The engine (torch) is imported inside the handlers, so building the app does not wait for it.
 
@@ -15,7 +16,7 @@ MASK_KINDS = ("random patches", "random pixels", "painted")
 DISPLAY_SIDE = 196          # 28 px digits are shown 7x larger, pixels kept sharp
 
 
-class MaskError(ValueError):
+class MaskError(BadInput):
     """An input the tab cannot use; the message is shown to the user as is."""
 
 
