@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from gancore import registry  # noqa: E402
 from gancore.export import export_onnx  # noqa: E402
-from gancore.runtime import OnnxGenerator, cpu_threads  # noqa: E402
+from gancore.onnx_runtime import OnnxGenerator, cpu_threads  # noqa: E402
 
 H2Z_TEST = ROOT.parent / "shared" / "datasets" / "horse2zebra" / "testA"
 

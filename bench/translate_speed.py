@@ -46,7 +46,7 @@ def main():
         rows.append(("shipped generator (32 ch, 9 blocks), PyTorch eager", *timed(lambda: shipped(x), a.runs)))
     try:
         from gancore.export import export_onnx
-        from gancore.runtime import OnnxGenerator
+        from gancore.onnx_runtime import OnnxGenerator
         with tempfile.TemporaryDirectory() as d:
             export_onnx(str(SHIPPED), f"{d}/g.onnx", network="G_AB")
             ort = OnnxGenerator(f"{d}/g.onnx", threads=a.threads)

@@ -230,18 +230,17 @@ def cyclegan_maps(model, image: torch.Tensor, direction: str = "AB", realness: b
     [0, 1] and upsampled; pass realness=False when the checkpoint holds no discriminators
     (`has_discriminators`), since an unloaded D is only its random initialisation.
     """
-    from gancore.inference import run_padded
+    from gancore.imaging import run_padded
 
     x = _check_image(image)
-    if direction not in ("AB", "BA"):
-        raise ExplainError("direction must be 'AB' or 'BA'")
-    fwd, back = (model.G.G_AB, model.G.G_BA) if direction == "AB" else (model.G.G_BA, model.G.G_AB)
-    y = run_padded(fwd, x)
-    rec = run_padded(back, y)
+    direction = model.direction(direction)
+    fwd, back = model.generator(direction), model.generator(model.inverse(direction))
+    y = run_padded(fwd, x, model.size_multiple)
+    rec = run_padded(back, y, model.size_multiple)
     out = {"output": y, "reconstruction": rec,
            "change": (y - x).abs().mean(1)[0].clamp(0, 2).div(2).numpy(),
            "cycle_error": (rec - x).abs().mean(1)[0].clamp(0, 2).div(2).numpy()}
-    d_target = model.D.D_B if direction == "AB" else model.D.D_A
+    d_target = model.discriminator(direction, "output")
     if realness:
         pred = d_target(y).float()                                  # (1, 1, h', w') patch scores
         out["realness"] = F.interpolate(pred.clamp(0, 1), size=x.shape[-2:], mode="nearest")[0, 0].numpy()
@@ -249,11 +248,12 @@ def cyclegan_maps(model, image: torch.Tensor, direction: str = "AB", realness: b
     return {k: (v.astype(np.float32) if isinstance(v, np.ndarray) else v) for k, v in out.items()}
 
 
-def has_discriminators(path) -> bool:
-    """Whether a checkpoint file holds discriminator weights (reads tensor names only)."""
+def has_discriminators(model, path) -> bool:
+    """Whether a checkpoint file holds weights for the model's discriminators (reads tensor names only)."""
     from safetensors import safe_open
+    names = tuple(f"{n}." for n in model.networks() if n not in model.generator_networks())
     with safe_open(str(path), framework="pt") as f:
-        return any(k.startswith(("D.", "D_A.", "D_B.")) for k in f.keys())
+        return any(k.startswith(names) for k in f.keys())
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -119,7 +119,8 @@ def test_maskrec_generator_contract_and_train_step():
     assert all(torch.isfinite(v) for v in losses.values())
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()) if a.numel() > 1)
     assert all(p.requires_grad for p in model.D.parameters())
-    assert model.preview(4, model.G, x).shape == (12, 1, 16, 16)
+    images, cols = model.preview(4, model.G, x)
+    assert images.shape == (12, 1, 16, 16) and cols == 4
 
 
 def test_maskrec_masks_come_from_the_global_rng():
@@ -201,7 +202,7 @@ def test_cyclegan_maps_and_direction_maps():
     if not H2Z.is_file():
         pytest.skip("horse2zebra weights are missing")
     model = load_model(H2Z)
-    assert ex.has_discriminators(H2Z)
+    assert ex.has_discriminators(load_model(H2Z), H2Z)
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     maps = ex.cyclegan_maps(model, x, "AB")
     for k in ("realness", "change", "cycle_error"):

@@ -38,13 +38,6 @@ def methods_for(model) -> list[str]:
     return methods
 
 
-def _discriminator(model, direction: str = "AB"):
-    """The discriminator that judges the explained image (CycleGAN: the one of the input's domain)."""
-    if getattr(model, "task", "") == "translate":
-        return model.D.D_A if direction == "AB" else model.D.D_B
-    return model.D
-
-
 def prepare(model, image):
     """User image -> (1, C, H, W) tensor in the model's format, and the uint8 image it shows."""
     from gancore.data import to_tensor
@@ -110,7 +103,9 @@ def explain_one(model, image, method: str, opacity: float = 0.5, direction: str 
         raise ExplainInputError("This checkpoint holds no discriminator, so there is no decision to explain.")
     key = DISCRIMINATOR_METHODS[method]
     kwargs = {"epochs": int(epochs), "lr": float(lr)} if key == "learned_mask" else {}
-    e = ex.explain(_discriminator(model, direction), x, key, **kwargs)
+    # The discriminator that judges the explained image (CycleGAN: the one of the input's domain).
+    e = ex.explain(model.discriminator(direction if model.directions().get(direction) else None, "input"),
+                   x, key, **kwargs)
     info = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.info.items()}
     caption = f"{method}: D score {e.info['score']:+.2f} ({'real' if e.info['score'] >= 0 else 'fake'})"
     if "delta" in e.info:
@@ -128,8 +123,8 @@ def latent_directions(model, seed: int = 0, opacity: float = 0.5, k: int = 4) ->
     if getattr(model, "task", "") != "noise":
         raise ExplainInputError("Latent directions need a noise model (MLP GAN or DCGAN).")
     z = model.noise(1, generator=torch.Generator().manual_seed(int(seed)))
-    dirs, _ = sefa_directions(model.G, k)
-    maps = ex.direction_maps(model.G, z, dirs, step=2.0)
+    dirs, _ = sefa_directions(model.generator(), k)
+    maps = ex.direction_maps(model.generator(), z, dirs, step=2.0)
     shown = generate(model, seed)
     return [{"overlay": ex.overlay(shown, m, opacity), "heatmap": m, "caption": f"SeFa direction {i}", "info": {}}
             for i, m in enumerate(maps)]
@@ -175,7 +170,8 @@ def build(services):
         from gancore.explain import has_discriminators
         if not ckpt:
             raise ExplainInputError("Choose a model first.")
-        return services.load(ckpt), has_discriminators(ckpt)
+        model = services.load(ckpt)
+        return model, has_discriminators(model, ckpt)
 
     @friendly
     def on_model(ckpt):

@@ -9,7 +9,7 @@ import html
 
 import gradio as gr
 
-from gancore.recipes import learning_rate
+from gancore.catalog import learning_rate
 from studio.ui import friendly, png_file
 
 MODELS = [("DCGAN: convolutional, sharp digits in a minute", "dcgan"),
