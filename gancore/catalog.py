@@ -34,6 +34,10 @@ def add(info: ModelInfo) -> None:
     _MODELS[info.name] = info
 
 
+def remove(name: str) -> None:
+    _MODELS.pop(name, None)
+
+
 def get(name: str) -> ModelInfo | None:
     return _MODELS.get(name)
 
