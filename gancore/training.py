@@ -213,6 +213,9 @@ class Trainer:
             while not done:
                 s.sampler.set_epoch(st.epoch, skip=st.batch_in_epoch * cfg.batch_size)
                 for batch in s.loader:
+                    if self._stop.is_set():          # stop() between steps: no step half-done
+                        done = True
+                        break
                     batch = _to_device(batch, s.device, cfg.channels_last)
                     preview_batch = batch if preview_batch is None else preview_batch
                     losses = self._train_step(s, batch)
@@ -235,6 +238,7 @@ class Trainer:
                 else:
                     st.epoch += 1
                     st.batch_in_epoch = 0
+                    done = done or self._stop.is_set()
         finally:
             # Normal end, stop(), Ctrl-C or the consumer closing the generator: save, unless the run went NaN.
             st.failed = st.failed or not _all_finite(s.model)

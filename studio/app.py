@@ -76,6 +76,9 @@ def build_app(services: Services | None = None) -> gr.Blocks:
         # A (re)loaded page shows the running job and keeps polling it; Explore shows a first image.
         poll, polled = train_parts["poll"]
         demo.load(poll, None, polled, api_name="train_state_on_load", api_visibility="undocumented")
+        fn, dd, outs = train_parts["unfinished"]
+        demo.load(fn, dd, outs, api_name="train_unfinished", api_visibility="undocumented")
+        tab_train.select(fn, dd, outs, api_name="train_unfinished_on_select", api_visibility="undocumented")
         image, inputs, out = explore_parts["first_image"]
         fn, dd = explore_parts["refresh"]
         demo.load(fn, dd, dd, api_name="explore_models_on_load", api_visibility="undocumented").then(
