@@ -118,6 +118,30 @@ def square_photo(image, size: int, channels: int) -> np.ndarray:
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)   # HWC -> CHW
 
 
+def small_square(image, size: int, channels: int) -> tuple[np.ndarray, str]:
+    """A user's picture for a small square model (digits, 32-64 px pictures): centre square, resized with
+    box filtering (nearest when enlarging, so drawn pixels stay sharp); grey pictures with a light background
+    are inverted, since MNIST digits are light strokes on black. Returns (uint8 HW or HWC, note)."""
+    if image is None:
+        raise _bad("choose an image first: upload one, draw one, or pick an example")
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise _bad("that does not look like an image")
+    pil = to_rgb_or_grey(Image.fromarray(arr.astype(np.uint8)), channels)
+    w, h = pil.size
+    side = min(w, h)
+    pil = pil.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+    note = ""
+    if (w, h) != (size, size):
+        pil = pil.resize((size, size), Image.BOX if side > size else Image.NEAREST)
+        note = f"resized from {w}x{h} to {size}x{size}"
+    x = np.asarray(pil)
+    if channels == 1 and x.mean() > 127:
+        x = 255 - x
+        note = (note + "; " if note else "") + "inverted (light background)"
+    return x, note
+
+
 def prepare_photo(image, channels: int, image_size: int, max_side: int = MAX_SIDE, scale: str = "model"):
     """Photo -> (tensor (1, C, H', W'), output size (w, h), note).
 
