@@ -38,7 +38,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     x = torch.rand(1, 3, 256, 256) * 2 - 1
-    shipped = load_model(SHIPPED).G.G_AB
+    shipped = load_model(SHIPPED).generator("AB")
     paper = ResnetGenerator(CycleGANConfig(base_channels=64, res_blocks=9, upsample="transposed")).eval()
     rows = []
     with torch.no_grad():

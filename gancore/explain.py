@@ -27,6 +27,7 @@ from PIL import Image
 from torch import nn
 
 from gancore.errors import BadInput
+from gancore.imaging import gaussian_blur
 
 GRADIENT_METHODS = ("saliency", "integrated_gradients", "occlusion")
 
@@ -157,18 +158,6 @@ def gradient_attribution(discriminator: nn.Module, image: torch.Tensor, method: 
 # ----------------------------------------------------------------------------------------------------
 # Learned mask (GNNExplainer on pixels)
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    c = x.shape[1]
-    pad = min(radius, x.shape[-1] - 1, x.shape[-2] - 1)
-    x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c, padding=(0, radius - pad))
-    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c, padding=(radius - pad, 0))
-
-
 def learned_mask(discriminator: nn.Module, image: torch.Tensor, epochs: int = 50, lr: float = 0.01,
                  sparsity: float = 1.0, smoothness: float = 0.5, mask_scale: int = 4,
                  temperature: float = 0.05, seed: int = 0) -> Explanation:
@@ -191,7 +180,7 @@ def learned_mask(discriminator: nn.Module, image: torch.Tensor, epochs: int = 50
         with torch.no_grad():
             score = float(f(x))
         target = torch.tensor([1.0 if score >= 0 else 0.0])
-        background = _blur(x, sigma=max(1.0, min(h, w) / 10))
+        background = gaussian_blur(x, sigma=max(1.0, min(h, w) / 10), border="reflect")
         # Start slightly on the "keep" side with a little noise (GNNExplainer initialises randomly).
         logits = (0.02 + 0.01 * torch.randn(1, 1, gh, gw, generator=g)).requires_grad_(True)
         opt = torch.optim.Adam([logits], lr=lr)

@@ -187,3 +187,22 @@ def resize_to(x: torch.Tensor, size_wh: tuple[int, int]) -> torch.Tensor:
     if x.shape[-2:] == (h, w):
         return x
     return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float, border: str = "zeros") -> torch.Tensor:
+    """Separable Gaussian blur of (N, C, H, W). border="zeros" (what normalised convolution needs) or
+    "reflect" (a blurred copy of a picture, as a neutral background)."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    radius = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    c = x.shape[1]
+    pad = min(radius, x.shape[-1] - 1, x.shape[-2] - 1) if border == "reflect" else 0
+    if pad:
+        x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius - pad), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius - pad, 0), groups=c)

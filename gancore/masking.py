@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from gancore.errors import BadInput
+from gancore.imaging import gaussian_blur
 
 __all__ = ["pixel_mask", "patch_mask", "random_mask", "mask_from_array", "mask_image", "mean_fill",
            "blur_fill", "diffusion_fill", "psnr", "hidden_share"]
@@ -130,17 +131,6 @@ def mean_fill(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return images * vis + mean * m
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with zero padding (what normalised convolution needs)."""
-    radius = max(1, int(math.ceil(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    c = x.shape[1]
-    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
-    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
-
-
 def blur_fill(images: torch.Tensor, mask: torch.Tensor, sigma: float = 2.0, rounds: int = 3) -> torch.Tensor:
     """Normalised convolution: a hidden pixel is the Gaussian-weighted mean of visible pixels near it.
 
@@ -154,8 +144,8 @@ def blur_fill(images: torch.Tensor, mask: torch.Tensor, sigma: float = 2.0, roun
     value = images * known
     for i in range(rounds):
         s = sigma * 2 ** i
-        num = _gaussian_blur(value, s)
-        den = _gaussian_blur(known, s)
+        num = gaussian_blur(value, s)
+        den = gaussian_blur(known, s)
         ok = (den > 1e-3) & (filled < 0.5)
         est = num / den.clamp_min(1e-8)
         out = torch.where(ok.expand_as(out), est, out)

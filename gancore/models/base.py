@@ -119,13 +119,13 @@ class GANModel(nn.Module):
         self.config = config
 
     # ---- training ---------------------------------------------------------------------------------
-    # Named networks, saved as `<name>.*` in checkpoints.
+    # Named networks, saved as `<name>.*` in checkpoints (default: one generator G, one discriminator D).
     def networks(self) -> dict[str, nn.Module]:
-        raise NotImplementedError
+        return {"G": self.G, "D": self.D}
 
     # Optimisation / DDP units; each is one module whose forward covers one phase.
     def groups(self) -> dict[str, nn.Module]:
-        raise NotImplementedError
+        return {"G": self.G, "D": self.D}
 
     def generator_networks(self) -> list[str]:
         """Networks inside the generator group (EMA copies are saved as `ema.<name>.*`)."""

@@ -139,12 +139,6 @@ class MaskRec(GANModel):
         # The channel-wise FC keeps its 1/sqrt(cells) scale: N(0, 0.02) would nearly cut the encoder off.
         nn.init.normal_(self.G.encoder.fc.weight, 0.0, ((config.image_size // 4) ** 2) ** -0.5)
 
-    def networks(self):
-        return {"G": self.G, "D": self.D}
-
-    def groups(self):
-        return {"G": self.G, "D": self.D}
-
     def sample_masks(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """Training masks (N, 1, H, W); global RNG unless a generator is given."""
         cfg = self.config

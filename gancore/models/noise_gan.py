@@ -26,12 +26,6 @@ def g_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
 class NoiseGAN(GANModel):
     task = "noise"
 
-    def networks(self):
-        return {"G": self.G, "D": self.D}
-
-    def groups(self):
-        return {"G": self.G, "D": self.D}
-
     def noise(self, n: int, generator=None) -> torch.Tensor:
         return torch.randn(n, self.config.latent_dim, generator=generator)
 
