@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import re
 import shutil
 import threading
@@ -25,7 +26,9 @@ log = logging.getLogger("studio")
 MAX_LOSS_POINTS = 2000               # loss history kept for the plot; older points are thinned
 CHECKPOINT_EVERY_STEPS = 200         # with CHECKPOINT_EVERY_SECONDS: a kill loses at most the larger of the two
 CHECKPOINT_EVERY_SECONDS = 60
-TRAIN_THREADS = 1                    # torch threads for the job; the rest of the cores serve the pages
+# torch threads for the job: all cores but one, which serves the pages (two busy torch pools on two cores run
+# many times slower than one each; bench/slider_latency.py --during-training).
+TRAIN_THREADS = max(1, (os.cpu_count() or 2) - 1)
 
 
 class BusyError(Busy):
