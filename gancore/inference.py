@@ -51,20 +51,21 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(path: str, _mtime: int, device: str):
-    meta = ckpt.read_header(path)
-    model_type = meta.get("model_type", "")
-    try:
-        config = registry.config_from_json(model_type, meta["model_config"])
-    except (KeyError, ValueError) as e:
-        raise ckpt.CheckpointError(f"{Path(path).name}: unusable model config ({e})") from None
+    from gancore.validate import checkpoint_model
+    _, model_type, config = checkpoint_model(path)    # values, size and tensor shapes checked on `meta` first
     model = registry.build(model_type, config)
     load_weights_into(model, path)
     return model.to(device).eval().requires_grad_(False)
 
 
 def header_summary(path: str | os.PathLike) -> dict:
-    """Header fields a person cares about, for the models view and `gancore inspect`."""
-    meta = ckpt.read_header(path)
+    """Header fields a person cares about, for the models view and `gancore inspect`.
+
+    The header is checked as loading checks it (config values, size, tensor shapes), so a file listed as
+    usable loads; only what needs the tensors themselves (NaN weights) shows up later.
+    """
+    from gancore.validate import checkpoint_model
+    meta = checkpoint_model(path)[0]
     out = {k: v for k, v in meta.items() if k not in ("model_config", "train_state", "metrics", "trained")}
     out["model_config"] = json.loads(meta.get("model_config", "{}"))
     if "metrics" in meta:
