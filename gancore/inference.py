@@ -22,6 +22,7 @@ from gancore.data import DataError, open_image, to_rgb_or_grey, to_tensor, to_ui
 
 MAX_SIDE = 1024           # translation works at most at this longer side; larger inputs are scaled down
 MAX_INPUT_PIXELS = 40_000_000
+MAX_SAMPLE_BATCH = 4096   # images per sample() call; more are drawn in batches (the CLI does)
 
 
 def load_weights_into(model, path: str) -> list[str]:
@@ -117,6 +118,8 @@ def sample(model, n: int = 16, seed: int = 0, z: torch.Tensor | None = None, tru
     if model.task != "noise":
         raise ValueError(f"{model.model_type} does not generate from noise")
     if z is None:
+        from gancore.validate import check_count
+        check_count("n (images to draw)", n, 1, MAX_SAMPLE_BATCH)
         z = model.noise(n, generator=torch.Generator().manual_seed(int(seed))) * truncation
     return to_uint8(model.generate(z.to(next(model.parameters()).device)))
 
@@ -142,10 +145,11 @@ def prepare_for_translation(image, model, max_side: int = MAX_SIDE, scale: str =
     """
     im = to_rgb_or_grey(_as_pil(image), model.config.image_channels)
     w, h = im.size
+    label = f"{Path(image).name}: " if isinstance(image, (str, os.PathLike)) else ""   # name the file
     if min(w, h) < 8:
-        raise DataError(f"image is too small ({w}x{h}); it needs at least 8 pixels per side")
+        raise DataError(f"{label}image is too small ({w}x{h}); it needs at least 8 pixels per side")
     if max(w, h) / min(w, h) > 20:
-        raise DataError(f"image is too elongated ({w}x{h}); the sides may differ at most 20 times")
+        raise DataError(f"{label}image is too elongated ({w}x{h}); the sides may differ at most 20 times")
     note = ""
     # The result keeps the photo's size, capped at max_side on its longer side.
     out_w, out_h = w, h

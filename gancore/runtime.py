@@ -28,22 +28,33 @@ class OnnxGenerator:
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         import onnxruntime as ort
+        from gancore.errors import BadCheckpoint
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: no such ONNX file")
+            raise BadCheckpoint(f"{self.path}: no such ONNX file")
+        if self.path.stat().st_size == 0:
+            raise BadCheckpoint(f"{self.path.name}: the file is empty, not an ONNX model")
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or cpu_threads()
         so.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(self.path), so, providers=providers())
         except Exception as e:  # onnxruntime raises its own exception types
-            raise ValueError(f"{self.path.name}: not a loadable ONNX model ({e.__class__.__name__})") from None
+            raise BadCheckpoint(f"{self.path.name}: not a loadable ONNX model ({e.__class__.__name__})") from None
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        for k in ("model_config", "contract", "quantization"):
-            if k in meta:
-                meta[k] = json.loads(meta[k])
         if meta.get("format") != "gancore-onnx":
-            raise ValueError(f"{self.path.name}: not exported by GAN Studio (no gancore metadata)")
+            raise BadCheckpoint(f"{self.path.name}: not exported by GAN Studio (no gancore metadata)")
+        try:
+            for k in ("model_config", "contract", "quantization"):
+                if k in meta:
+                    meta[k] = json.loads(meta[k])
+            for k in ("model_type", "task", "network"):
+                if not isinstance(meta.get(k), str):
+                    raise ValueError(k)
+            if not isinstance(meta.get("model_config"), dict):
+                raise ValueError("model_config")
+        except ValueError as e:
+            raise BadCheckpoint(f"{self.path.name}: its GAN Studio metadata is damaged ({e})") from None
         self.metadata = meta
         self.input_name = self.session.get_inputs()[0].name
         self.input_shape = self.session.get_inputs()[0].shape   # symbolic axes as strings

@@ -156,6 +156,8 @@ class Trainer:
         self.config = config
         entry = registry.get(config.model)
         self.model_config = model_config or entry.config_cls()
+        from gancore.validate import check_training
+        check_training(config, self.model_config)     # NaN rates, negative sizes, configs too large to build
         self.dataset = dataset
         self.out_dir = Path(config.out_dir)
 

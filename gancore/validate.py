@@ -125,6 +125,12 @@ def check_config(model_type: str, cfg) -> None:
     check_model_size(model_type, cfg)
 
 
+def check_training(train_cfg, model_cfg) -> None:
+    """A run's settings and its model config, however they were made (code, CLI, studio form)."""
+    check_values(type(train_cfg), dataclasses.asdict(train_cfg))
+    check_config(train_cfg.model, model_cfg)
+
+
 def check_checkpoint_shapes(name: str, model_type: str, cfg, entries: dict[str, dict]) -> None:
     """The tensors a checkpoint header lists must be exactly what its model config builds.
 

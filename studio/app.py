@@ -5,8 +5,12 @@ Export tabs plug in by existing: `studio/tabs/<name>.py` with `build(services)`.
 """
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
+import os
+import shutil
+import tempfile
 import threading
 
 import gradio as gr
@@ -119,7 +123,17 @@ def _quiet(fn):
     return wrapper
 
 
+MAX_UPLOAD = os.environ.get("GANSTUDIO_MAX_UPLOAD", "300mb")   # a zip of training photos; Gradio refuses more
+
+
 def launch(host: str = "127.0.0.1", port: int = 7860, services: Services | None = None, **kwargs):
+    # Each studio process gets its own Gradio cache unless one is set: two studios on one machine must
+    # never serve each other's files. Gradio reads the variable when components are built, so set it first.
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        cache = tempfile.mkdtemp(prefix="ganstudio-gradio-")
+        os.environ["GRADIO_TEMP_DIR"] = cache
+        atexit.register(shutil.rmtree, cache, True)
+    kwargs.setdefault("max_file_size", MAX_UPLOAD)
     demo = build_app(services)
     demo.launch(server_name=host, server_port=port, theme=THEME, css=CSS, **kwargs)
     return demo

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 import importlib.util
 from pathlib import Path
-from gancore.errors import BadInput, Busy
+from gancore.errors import BadInput, Busy, TooLarge
 
 log = logging.getLogger("studio")
 
@@ -121,7 +121,8 @@ class Services:
         for p in self._files():
             try:
                 model_type = self.header(p).get("model_type", "")
-            except (ValueError, OSError):      # CheckpointError is a ValueError: a damaged file is skipped
+            except Exception as e:      # one bad file is skipped (and shown as unreadable in the Models table)
+                _log_unexpected(p, e)
                 continue
             if task is None or MODEL_TASKS.get(model_type) == task:
                 out.append((self.label(p), str(p)))
@@ -205,7 +206,8 @@ class Services:
                    "path": str(p), "size_mb": round(p.stat().st_size / 1e6, 1)}
             try:
                 h = self.header(p)
-            except (ValueError, OSError) as e:
+            except Exception as e:          # listed as unreadable, with the reason; the rest still show
+                _log_unexpected(p, e)
                 rows.append({**row, "model": "unreadable", "task": "", "created": "", "steps": "",
                              "metrics": str(e)[:80]})
                 continue
@@ -283,9 +285,10 @@ class Services:
                                 "for it to finish before starting another")
             # Reserve the slot before releasing the lock, so two clicks cannot both start.
             self._starting = True
+        data_a = data_bb = ""
         try:
             entry = registry.get(model)
-            steps, minutes = int(steps or 0), float(minutes or 0)
+            steps, minutes = _budget(steps, minutes)
             if steps <= 0 and minutes <= 0:
                 raise ConfigError("give the run a time budget: a number of minutes or of steps above 0")
             if minutes > 24 * 60 or steps > 10_000_000:
@@ -328,6 +331,7 @@ class Services:
                 raise ConfigError(f"the data has {len(dataset)} images, fewer than one batch of {batch_size}; "
                                   "lower the batch size or add images")
         except BaseException:
+            self._remove_unpacked(data_a, data_bb)
             with self._lock:
                 self._starting = False
             raise
@@ -391,6 +395,9 @@ class Services:
                 self._state.finished_at = time.time()
                 if self._state.status in ("running", "stopping"):
                     self._state.status = "finished" if self._state.path else "failed"
+                done = self._state.status in ("finished", "failed")
+            if done:                 # a stopped run keeps its unpacked data (it may be resumed)
+                self._remove_unpacked(cfg.data, cfg.data_b)
 
     @staticmethod
     def _final_preview(path: str, model: str):
@@ -439,10 +446,18 @@ class Services:
         target = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=self._scratch()))
         try:
             safe_extract_zip(src, target)
-        except DataError:
+        except DataError as e:
             shutil.rmtree(target, ignore_errors=True)
+            if isinstance(e, TooLarge):      # say which cap, not just "unreadable"
+                raise
             raise DataError(f"{src.name} is not a readable zip file of images") from None
         return str(target)
+
+    def _remove_unpacked(self, *folders: str) -> None:
+        """Unpacked uploads live in runs/.uploads; remove those of a run that is over."""
+        for d in folders:
+            if d and d != "mnist" and Path(d).parent == self.runs_dir / ".uploads":
+                shutil.rmtree(d, ignore_errors=True)
 
     def _scratch(self) -> Path:
         d = self.runs_dir / ".uploads"
@@ -479,6 +494,28 @@ def _safe_run_name(name: str) -> str:
         from gancore.config import ConfigError
         raise ConfigError("a run name may use letters, digits, '-', '_' and '.', up to 60 characters")
     return name
+
+
+def _budget(steps, minutes) -> tuple[int, float]:
+    """A run's budget from a form or the API: finite, not negative (Infinity and NaN are refused)."""
+    import math
+    from gancore.config import ConfigError
+    try:
+        minutes = float(minutes or 0)
+        steps = float(steps or 0)
+    except (TypeError, ValueError):
+        raise ConfigError("the budget must be a number of minutes or of steps") from None
+    if not (math.isfinite(minutes) and math.isfinite(steps)) or minutes < 0 or steps < 0:
+        raise ConfigError("the budget must be a finite number of minutes or of steps, 0 or more")
+    if steps != int(steps) or steps > 10_000_000:
+        raise ConfigError("steps must be a whole number up to 10000000")
+    return int(steps), minutes
+
+
+def _log_unexpected(path: Path, e: BaseException) -> None:
+    from gancore.errors import GanStudioError
+    if not isinstance(e, (GanStudioError, OSError)):
+        log.error("cannot read the header of %s", path, exc_info=e)
 
 
 def _describe_data(data: str) -> str:

@@ -303,7 +303,7 @@ def zip_cases(root: Path, bomb_mb: int = 256) -> list[Case]:
     p = root / "zip_member_liar.zip"
     _shrink_declared_size(p, "liar.png", 1024)      # its headers now claim 1 kB
 
-    make("zip_many", "10001 members", [lambda zf: [zf.writestr(f"e/{i}.txt", b"") for i in range(10_001)]])
+    make("zip_many", "25001 members", [lambda zf: [zf.writestr(f"e/{i}.txt", b"") for i in range(25_001)]])
     make("zip_no_images", "only text files", [lambda zf: zf.writestr("readme.txt", b"hello")])
     make("zip_bad_images", "only broken images", [lambda zf: zf.writestr("a.png", b"not a png"),
                                                   lambda zf: zf.writestr("b.jpg", good[:50])])
