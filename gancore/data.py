@@ -32,6 +32,8 @@ MAX_IMAGE_PIXELS = 40_000_000      # decompression-bomb guard for user files
 MAX_ZIP_BYTES = 2_000_000_000      # unpacked, all members together
 MAX_ZIP_MEMBER_BYTES = 100 * 1024 * 1024   # one image file; a 40-megapixel PNG is about 120 MB at most
 MAX_ZIP_MEMBERS = 25_000           # entries of any kind (an upload is decoded up to 20000 images)
+MAX_ZIP_RATIO = 100                # unpacked bytes per zip byte (photos hardly compress; bombs do by 1000x)
+MIN_ZIP_BUDGET = 200 * 1024 * 1024 # a small zip may still unpack to this much
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 # open_image checks the pixel count itself and refuses in one line; PIL's warning would only add noise.
@@ -142,10 +144,11 @@ def open_image(path_or_file, max_pixels: int = MAX_IMAGE_PIXELS, name: str | Non
     except MemoryError:
         raise DataTooLarge(f"{name}: image is too large to decode in memory") from None
     except Image.UnidentifiedImageError:
-        raise DataError(f"{name}: not an image file (or a format this program cannot read)") from None
+        raise DataError(f"{name}: not a readable image (not an image file, or a format this program cannot "
+                        "read)") from None
     except Exception as e:    # a damaged file can make a decoder raise almost anything
         kind = "truncated or damaged" if isinstance(e, (OSError, EOFError, SyntaxError)) else "damaged"
-        raise DataError(f"{name}: the image is {kind} and cannot be read ({e.__class__.__name__})") from None
+        raise DataError(f"{name}: not a readable image ({kind}: {e.__class__.__name__})") from None
 
 
 def to_rgb_or_grey(im: Image.Image, channels: int) -> Image.Image:
@@ -197,6 +200,8 @@ def safe_extract_zip(zip_path: Path, target: Path, max_bytes: int = MAX_ZIP_BYTE
     try:
         zf = zipfile.ZipFile(zip_path)
         infos = zf.infolist()
+        # What this zip may unpack to: the cap, or less for a small zip (a 1.5 MB zip is not 1.5 GB of photos).
+        max_bytes = min(max_bytes, max(MIN_ZIP_BUDGET, MAX_ZIP_RATIO * Path(zip_path).stat().st_size))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise DataError(f"{name}: not a readable zip file ({e.__class__.__name__})") from None
     try:
@@ -205,7 +210,8 @@ def safe_extract_zip(zip_path: Path, target: Path, max_bytes: int = MAX_ZIP_BYTE
                 raise DataTooLarge(f"{name}: holds {len(infos)} entries; at most {max_members}")
             declared = sum(i.file_size for i in infos)
             if declared > max_bytes:
-                raise DataTooLarge(f"{name}: unpacks to {declared / 1e9:.1f} GB, over the {max_bytes / 1e9:.1f} GB limit")
+                raise DataTooLarge(f"{name}: unpacks to {declared / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB "
+                                   "this zip may unpack to")
             target.mkdir(parents=True, exist_ok=True)
             total = 0
             for info in infos:
@@ -231,7 +237,8 @@ def safe_extract_zip(zip_path: Path, target: Path, max_bytes: int = MAX_ZIP_BYTE
                             raise DataTooLarge(f"{name}: member {info.filename} unpacks to more than "
                                                f"{max_member_bytes / 1e6:.0f} MB per file")
                         if total > max_bytes:
-                            raise DataTooLarge(f"{name}: unpacks to more than {max_bytes / 1e9:.1f} GB")
+                            raise DataTooLarge(f"{name}: unpacks to more than the {max_bytes / 1e6:.0f} MB "
+                                               "this zip may unpack to")
                         out.write(chunk)
     except BaseException as e:
         if created:
