@@ -133,7 +133,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, services: Services | None 
         cache = tempfile.mkdtemp(prefix="ganstudio-gradio-")
         os.environ["GRADIO_TEMP_DIR"] = cache
         atexit.register(shutil.rmtree, cache, True)
-    kwargs.setdefault("max_file_size", MAX_UPLOAD)
+    kwargs.setdefault("max_file_size", os.environ.get("GANSTUDIO_MAX_UPLOAD", MAX_UPLOAD))
     demo = build_app(services)
     demo.launch(server_name=host, server_port=port, theme=THEME, css=CSS, **kwargs)
     return demo

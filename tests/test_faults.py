@@ -416,3 +416,67 @@ def test_orphaned_temporary_checkpoints_are_cleaned(corpus, tmp_path):
               "model_config": ckpt.read_header(corpus["_dcgan"])["model_config"]})
     assert not orphan.exists() and alive.exists()
     assert not [p for p in tmp_path.glob(".last.safetensors.*.tmp") if p != alive]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The studio over HTTP: Gradio's API with hostile photos and settings, the upload cap, a cache per instance
+
+
+def test_studio_api_hostile_photos_and_settings(studio, corpus):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+    client = Client(studio.url, verbose=False)
+    h2z = next(p for _, p in studio.services.list_checkpoints("translate"))
+    for c in _of(corpus, "image"):
+        try:
+            out = client.predict(h2z, handle_file(str(c.path)), "AB", False, api_name="/translate")
+        except AppError as e:
+            msg = str(e)
+            assert not c.ok, (c.name, msg)
+            assert "Traceback" not in msg and "internal error" not in msg and c.path.name in msg, (c.name, msg)
+            _record("studio API /translate", "clean_refusals")
+            continue
+        assert c.ok and out[0], c.name
+        _record("studio API /translate", "accepted")
+    # gradio_client will not send NaN; a hand-written request will (Python's JSON reader takes NaN and Infinity).
+    import httpx
+    with httpx.Client(base_url=studio.url.rstrip("/"), timeout=60) as http:
+        for lr, budget in (("NaN", "5"), ("Infinity", "5"), ("0.0002", "Infinity"), ("1e309", "5")):
+            body = f'{{"data": ["dcgan", "mnist", null, null, "minutes", {budget}, 16, {lr}, 0, ""]}}'
+            r = http.post("/gradio_api/call/train_start", content=body, headers={"content-type": "application/json"})
+            assert r.status_code < 500, (lr, budget, r.status_code, r.text)
+            if r.status_code != 200:
+                _record("studio API /train_start", "clean_refusals")
+                continue
+            with http.stream("GET", f"/gradio_api/call/train_start/{r.json()['event_id']}") as stream:
+                lines = list(stream.iter_lines())
+            text = "\n".join(lines)
+            assert "event: error" in lines and "Traceback" not in text and "internal error" not in text, text
+            msg = json.loads(lines[lines.index("event: error") + 1].removeprefix("data: "))
+            # Ours ("lr_g must be a finite number") or Gradio's own Number check ("greater than maximum").
+            assert msg.get("error") and "\n" not in msg["error"], msg
+            _record("studio API /train_start", "clean_refusals")
+    assert not studio.services.is_training()
+
+
+def test_studio_upload_cap_and_own_cache(monkeypatch, tmp_path):
+    import httpx
+    from conftest import _free_port
+    from studio.app import launch
+    from studio.services import Services
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    monkeypatch.setenv("GANSTUDIO_MAX_UPLOAD", "1mb")
+    port = _free_port()
+    demo = launch("127.0.0.1", port, services=Services(weights_dir=tmp_path / "w", runs_dir=tmp_path / "r"),
+                  prevent_thread_lock=True, quiet=True)
+    try:
+        cache = os.environ["GRADIO_TEMP_DIR"]
+        assert "ganstudio-gradio-" in cache and demo.GRADIO_CACHE == cache
+        with httpx.Client(timeout=60) as http:
+            r = http.post(f"http://127.0.0.1:{port}/gradio_api/upload",
+                          files=[("files", ("big.zip", b"\0" * (2 * 1024 * 1024)))])
+            assert r.status_code == 413 and "maximum allowed size" in r.text, (r.status_code, r.text)
+            r = http.post(f"http://127.0.0.1:{port}/gradio_api/upload", files=[("files", ("small.zip", b"\0" * 1000))])
+            assert r.status_code == 200 and r.json()[0].startswith(cache), r.text
+    finally:
+        demo.close()
