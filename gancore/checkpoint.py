@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gancore import __version__
-from gancore.errors import BadCheckpoint
+from gancore.errors import BadCheckpoint, BadInput
 
 FORMAT = "gancore"
 FORMAT_VERSION = "1"
@@ -35,10 +35,17 @@ class CheckpointError(BadCheckpoint):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
+class CheckpointWriteError(BadInput):
+    """A checkpoint that cannot be written where it was asked to go (read-only or full disk)."""
+
+
 def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
     """Write atomically: a temporary file in the same folder, then `os.replace`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointWriteError(f"{path.parent}: cannot write there ({e.strerror or e})") from None
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "gancore_version": __version__,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **meta}
     bad = [k for k, v in header.items() if not isinstance(v, str)]
@@ -53,9 +60,12 @@ def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[s
         save_file(tensors, tmp, metadata=header)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, (SafetensorError, OSError)):      # a full or read-only disk, said in one line
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).split(": ")[-1]
+            raise CheckpointWriteError(f"{path}: cannot write the checkpoint ({reason})") from None
         raise
     return path
 

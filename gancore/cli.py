@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -56,11 +57,14 @@ class OutputError(BadInput):
     """An output location that cannot be written (read-only, full, not a folder)."""
 
 
-def _writing(path, action):
-    """Run `action()`, turning a failed write into one line that names the path."""
+def _writing(path, action, partial_file: bool = True):
+    """Run `action()`, turning a failed write into one line that names the path (a half-written file goes)."""
     try:
         return action()
     except OSError as e:
+        if partial_file and Path(path).is_file():
+            with contextlib.suppress(OSError):
+                Path(path).unlink()
         raise OutputError(f"{path}: cannot write there ({e.strerror or e.__class__.__name__})") from None
 
 
@@ -131,7 +135,7 @@ def cmd_sample(args) -> int:
         raise BadInput(f"{Path(args.checkpoint).name}: a {model.model_type} model does not draw samples from noise")
     out = Path(args.out) if args.out else None
     if out is not None:
-        _writing(out, lambda: out.mkdir(parents=True, exist_ok=True))
+        _writing(out, lambda: out.mkdir(parents=True, exist_ok=True), partial_file=False)
     # Drawn in batches from one seeded stream: memory stays bounded and the first images of a large draw
     # are the images of a small one.
     gen = torch.Generator().manual_seed(int(args.seed))

@@ -19,6 +19,7 @@ from PIL import Image
 from gancore import checkpoint as ckpt
 from gancore import registry
 from gancore.data import DataError, open_image, to_rgb_or_grey, to_tensor, to_uint8
+from gancore.errors import BadInput, Unsupported
 
 MAX_SIDE = 1024           # translation works at most at this longer side; larger inputs are scaled down
 MAX_INPUT_PIXELS = 40_000_000
@@ -116,7 +117,7 @@ def export_weights(src: str, dst: str, dtype: torch.dtype = torch.float16, discr
 def sample(model, n: int = 16, seed: int = 0, z: torch.Tensor | None = None, truncation: float = 1.0) -> np.ndarray:
     """n images (N, H, W, C) uint8 from a noise model."""
     if model.task != "noise":
-        raise ValueError(f"{model.model_type} does not generate from noise")
+        raise Unsupported(f"{model.model_type} does not generate from noise")
     if z is None:
         from gancore.validate import check_count
         check_count("n (images to draw)", n, 1, MAX_SAMPLE_BATCH)
@@ -183,9 +184,9 @@ def translate(model, image, direction: str = "AB", cycle: bool = False, scale: s
               max_side: int = MAX_SIDE) -> dict:
     """Translate one photo. Returns {"output": uint8 HWC, "reconstruction": uint8 HWC or None, "note": str}."""
     if model.task != "translate":
-        raise ValueError(f"{model.model_type} is not a translation model")
+        raise Unsupported(f"{model.model_type} is not a translation model")
     if direction not in ("AB", "BA"):
-        raise ValueError("direction must be 'AB' or 'BA'")
+        raise BadInput("direction must be 'AB' or 'BA'")
     fwd, back = (model.G.G_AB, model.G.G_BA) if direction == "AB" else (model.G.G_BA, model.G.G_AB)
     x, (w, h), note = prepare_for_translation(image, model, max_side, scale)
     x = x.to(next(model.parameters()).device)

@@ -6,6 +6,7 @@ from different folders) get the suffix or a counter, so every input has its own 
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from PIL import Image
@@ -36,6 +37,16 @@ def _expand(inputs) -> list[tuple[Path, Path]]:
     return out
 
 
+def _save(image, dst: Path) -> None:
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.squeeze()).save(dst)
+    except OSError as e:
+        with contextlib.suppress(OSError):    # no half-written picture left behind
+            dst.unlink(missing_ok=True)
+        raise DataError(f"{dst}: cannot write there ({e.strerror or e.__class__.__name__})") from None
+
+
 def translate_paths(checkpoint, inputs, out_dir, direction="AB", cycle=False, scale="model", batch_size=4) -> list[dict]:
     """Returns one record per input: {"input", "output", "reconstruction", "note", "error"}.
 
@@ -60,12 +71,11 @@ def translate_paths(checkpoint, inputs, out_dir, direction="AB", cycle=False, sc
                     raise DataError(f"{f}: no such file")
                 r = translate(model, f, direction=direction, cycle=cycle, scale=scale)
                 dst = out / f"{name}_{direction}.png"
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(r["output"].squeeze()).save(dst)
+                _save(r["output"], dst)
                 rec["output"], rec["note"] = str(dst), r["note"]
                 if cycle:
                     rdst = out / f"{name}_{direction}_cycle.png"
-                    Image.fromarray(r["reconstruction"].squeeze()).save(rdst)
+                    _save(r["reconstruction"], rdst)
                     rec["reconstruction"] = str(rdst)
             except (DataError, ValueError, OSError) as e:
                 msg = str(e).splitlines()[0] if str(e).strip() else e.__class__.__name__

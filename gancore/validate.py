@@ -33,7 +33,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "lambda_rec": (0, 1e6), "lambda_adv": (0, 1e6), "mask_ratio": (0, 1), "mask_ratio_spread": (0, 1),
     "pixel_mask_share": (0, 1), "g_hidden": (1, 65_536), "d_hidden": (1, 65_536),
     # training config
-    "batch_size": (1, 65_536), "lr_g": (0, 10), "lr_d": (0, 10), "beta1": (0, 1), "beta2": (0, 1),
+    "batch_size": (1, 65_536), "lr_g": (0, math.inf), "lr_d": (0, math.inf), "beta1": (0, 1), "beta2": (0, 1),
     "steps": (0, 10**12), "epochs": (0, 1e9), "minutes": (0, 1e7), "lr_decay_start": (0, 1),
     "ema_decay": (0, 1), "d_steps_per_g": (1, 100), "seed": (0, BIG_INT), "num_workers": (0, 256),
 }

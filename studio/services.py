@@ -185,7 +185,7 @@ class Services:
     def translate(self, path: str, image, direction: str = "AB", cycle: bool = True) -> dict:
         from gancore.inference import translate
         if image is None:
-            raise ValueError("add a photo first: upload, paste, use the webcam or click an example")
+            raise BadInput("add a photo first: upload, paste, use the webcam or click an example")
         return translate(self.load(path), image, direction=direction, cycle=bool(cycle))
 
     def resolve(self, path: str | os.PathLike) -> Path:
