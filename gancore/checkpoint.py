@@ -11,6 +11,7 @@ Nothing is ever unpickled: safetensors stores raw tensors and a JSON header only
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import struct
@@ -23,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gancore import __version__
-from gancore.errors import BadCheckpoint
+from gancore.errors import BadCheckpoint, BadInput
 
 FORMAT = "gancore"
 FORMAT_VERSION = "1"
@@ -34,27 +35,71 @@ class CheckpointError(BadCheckpoint):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
+class CheckpointWriteError(BadInput):
+    """A checkpoint that cannot be written where it was asked to go (read-only or full disk)."""
+
+
 def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
     """Write atomically: a temporary file in the same folder, then `os.replace`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointWriteError(f"{path.parent}: cannot write there ({e.strerror or e})") from None
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "gancore_version": __version__,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **meta}
     bad = [k for k, v in header.items() if not isinstance(v, str)]
     if bad:
         raise TypeError(f"header values must be strings: {bad}")
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    clean_orphans(path)
+    # The writer's pid is in the name, so a later save can tell a dead writer's leftover from a live one.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=header)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, (SafetensorError, OSError)):      # a full or read-only disk, said in one line
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).split(": ")[-1]
+            raise CheckpointWriteError(f"{path}: cannot write the checkpoint ({reason})") from None
         raise
     return path
+
+
+def clean_orphans(path: str | os.PathLike, max_age_s: float = 86400) -> list[Path]:
+    """Remove `.<name>.<pid>.*.tmp` files beside `path` left by writers that died (kill -9, power loss).
+
+    A file whose writer is still running is left alone; one without a readable pid, or older than a day, goes.
+    Listings never show these files (they do not end in .safetensors). Returns what was removed.
+    """
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid_text = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        try:
+            alive = pid_text.isdigit() and _alive(int(pid_text))
+            if not alive or time.time() - tmp.stat().st_mtime > max_age_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:       # gone already, or not ours to remove
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # exists, another user's
+        return True
+    return True
 
 
 def _check_not_pickle(path: Path, head: bytes) -> None:
@@ -64,8 +109,23 @@ def _check_not_pickle(path: Path, head: bytes) -> None:
                               "safetensors checkpoints and never unpickles files")
 
 
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+               "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+# Header strings that hold JSON, and what they must be.
+JSON_FIELDS = {"model_config": dict, "train_state": dict, "trained": dict, "metrics": dict}
+
+
 def read_header(path: str | os.PathLike) -> dict[str, str]:
     """Read the JSON header only (no tensors): fast enough for a library view of many files."""
+    return read_index(path)[0]
+
+
+def read_index(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, dict]]:
+    """(metadata, tensor entries) from the header, every field checked; CheckpointError names the problem.
+
+    Nothing a header says is trusted: the metadata must be strings, the JSON fields the right kind of
+    object, every tensor entry a dtype, a shape and offsets that tile the data exactly to the file's end.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -83,21 +143,79 @@ def read_header(path: str | os.PathLike) -> dict[str, str]:
         f.seek(8)
         try:
             header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, ValueError) as e:
             raise CheckpointError(f"{path.name}: header is not valid JSON ({e.__class__.__name__})") from None
-    meta = header.get("__metadata__") or {}
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path.name}: header is not a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise CheckpointError(f"{path.name}: header metadata is not a table of strings; the file is damaged "
+                              "or was not written by GAN Studio")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path.name}: not a GAN Studio checkpoint (format={meta.get('format')!r}); "
                               "it may come from another program")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path.name}: checkpoint format version {meta.get('format_version')!r} "
                               f"is not supported (this version reads {FORMAT_VERSION})")
+    for key in ("model_type", "model_config"):
+        if not meta.get(key):
+            raise CheckpointError(f"{path.name}: header has no {key}")
+    for key, kind in JSON_FIELDS.items():
+        if key in meta:
+            try:
+                value = json.loads(meta[key])
+            except ValueError:
+                raise CheckpointError(f"{path.name}: header field {key} is not valid JSON") from None
+            if not isinstance(value, kind):
+                raise CheckpointError(f"{path.name}: header field {key} is not a JSON object")
+            if key in ("train_state", "trained"):
+                _check_train_state(path.name, key, value)
+    _check_entries(path.name, header, size - 8 - n)
+    return meta, header
+
+
+def _check_train_state(name: str, key: str, st: dict) -> None:
+    def bad(what):
+        raise CheckpointError(f"{name}: header field {key} is damaged ({what})")
+    for k in ("step", "epoch") + (("batch_in_epoch",) if key == "train_state" else ()):
+        if isinstance(st.get(k), bool) or not isinstance(st.get(k), int) or st[k] < 0:
+            bad(f"{k} is {st.get(k)!r:.30}")
+    if not isinstance(st.get("train_config"), dict):
+        bad("train_config is not an object")
+    if not isinstance(st.get("elapsed_s", 0) or 0, (int, float)):
+        bad("elapsed_s is not a number")
+    if key == "train_state":
+        if not isinstance(st.get("param_groups"), dict) or not isinstance(st.get("rng"), dict):
+            bad("param_groups or rng missing")
+
+
+def _check_entries(name: str, entries: dict, data_bytes: int) -> None:
+    """Every tensor entry well formed, and the offsets tile the data section exactly."""
+    spans = []
+    for k, v in entries.items():
+        ok = (isinstance(v, dict) and v.get("dtype") in DTYPE_BYTES and isinstance(v.get("shape"), list)
+              and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in v["shape"])
+              and isinstance(v.get("data_offsets"), list) and len(v["data_offsets"]) == 2
+              and all(isinstance(o, int) and not isinstance(o, bool) for o in v["data_offsets"]))
+        if not ok:
+            raise CheckpointError(f"{name}: tensor entry {k[:60]!r} is damaged (needs dtype, shape, data_offsets)")
+        begin, end = v["data_offsets"]
+        numel = 1
+        for d in v["shape"]:
+            numel *= d
+        if not 0 <= begin <= end or end - begin != numel * DTYPE_BYTES[v["dtype"]]:
+            raise CheckpointError(f"{name}: tensor {k[:60]!r} has offsets {v['data_offsets']} that do not fit "
+                                  f"its shape {v['shape']}")
+        spans.append((begin, end))
     # The tensors must end exactly where the file ends, or the file was cut short or padded.
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-    if ends and 8 + n + max(ends) != size:
-        raise CheckpointError(f"{path.name}: file is truncated or damaged "
-                              f"(expected {8 + n + max(ends)} bytes, found {size})")
-    return meta
+    pos = 0
+    for begin, end in sorted(spans):
+        if begin != pos:
+            raise CheckpointError(f"{name}: tensor data overlaps or has gaps; the file is damaged")
+        pos = end
+    if pos != data_bytes:
+        raise CheckpointError(f"{name}: file is truncated or damaged (the tensors need {pos} bytes of data, "
+                              f"the file has {data_bytes})")
 
 
 def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from gancore.config import ConfigError
-from gancore.errors import describe
+from gancore.errors import BadInput, TooLarge, describe
 
 
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
@@ -35,13 +36,46 @@ def _parse_sets(pairs: list[str], cls) -> dict:
         if k not in fields:
             raise ConfigError(f"unknown model setting {k!r}; known: {sorted(fields)}")
         default = fields[k].default
-        if isinstance(default, bool):
-            out[k] = v.lower() in ("1", "true", "yes", "on")
-        elif isinstance(default, tuple):
-            out[k] = tuple(int(x) for x in v.split(","))
-        else:
-            out[k] = type(default)(v)
+        try:
+            if isinstance(default, bool):
+                out[k] = v.lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, tuple):
+                out[k] = tuple(int(x) for x in v.split(","))
+            else:
+                out[k] = type(default)(v)
+        except ValueError:
+            raise ConfigError(f"--set {k}={v}: expected {type(default).__name__} like {default!r}") from None
     return out
+
+
+MAX_SAMPLES = 100_000          # `sample --out`: one PNG each, drawn SAMPLE_BATCH at a time
+MAX_GRID = 1024                # `sample --grid`: one image of at most this many samples
+SAMPLE_BATCH = 256
+
+
+class OutputError(BadInput):
+    """An output location that cannot be written (read-only, full, not a folder)."""
+
+
+def _writing(path, action, partial_file: bool = True):
+    """Run `action()`, turning a failed write into one line that names the path (a half-written file goes)."""
+    try:
+        return action()
+    except OSError as e:
+        if partial_file and Path(path).is_file():
+            with contextlib.suppress(OSError):
+                Path(path).unlink()
+        raise OutputError(f"{path}: cannot write there ({e.strerror or e.__class__.__name__})") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def cmd_train(args) -> int:
@@ -110,18 +144,38 @@ def cmd_sample(args) -> int:
     from gancore.training import make_grid
     import torch
 
+    if args.n > MAX_SAMPLES:
+        raise TooLarge(f"--n {args.n}: at most {MAX_SAMPLES} samples per command")
+    if args.grid and args.n > MAX_GRID:
+        raise TooLarge(f"--n {args.n}: a --grid holds at most {MAX_GRID} samples; use --out for more")
     model = load_model(args.checkpoint)
-    images = sample(model, n=args.n, seed=args.seed, truncation=args.truncation)
+    if model.task != "noise":
+        raise BadInput(f"{Path(args.checkpoint).name}: a {model.model_type} model does not draw samples from noise")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        _writing(out, lambda: out.mkdir(parents=True, exist_ok=True), partial_file=False)
+    # Drawn in batches from one seeded stream: memory stays bounded and the first images of a large draw
+    # are the images of a small one.
+    gen = torch.Generator().manual_seed(int(args.seed))
+    grid_parts, written = [], 0
+    for start in range(0, args.n, SAMPLE_BATCH):
+        z = model.noise(min(SAMPLE_BATCH, args.n - start), generator=gen) * args.truncation
+        images = sample(model, z=z)
+        if args.grid:
+            grid_parts.append(images)
+        if out is not None:
+            for i, img in enumerate(images, start):
+                dst = out / f"sample_{args.seed}_{i:04d}.png"
+                _writing(dst, lambda: Image.fromarray(img.squeeze()).save(dst))
+                written += 1
     if args.grid:
+        images = np.concatenate(grid_parts)
         t = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
-        Image.fromarray(make_grid(t, nrow=int(np.ceil(np.sqrt(args.n)))).squeeze()).save(args.grid)
+        grid = make_grid(t, nrow=int(np.ceil(np.sqrt(args.n)))).squeeze()
+        _writing(args.grid, lambda: Image.fromarray(grid).save(args.grid, format="PNG"))
         print(f"wrote {args.grid}")
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for i, img in enumerate(images):
-            Image.fromarray(img.squeeze()).save(out / f"sample_{args.seed}_{i:04d}.png")
-        print(f"wrote {len(images)} images to {out}")
+    if out is not None:
+        print(f"wrote {written} images to {out}")
     return 0
 
 
@@ -147,9 +201,11 @@ def cmd_eval(args) -> int:
     from gancore import evaluation
     result = evaluation.evaluate(args.checkpoint, n=args.n, data_a=args.test_a, data_b=args.test_b,
                                  device=args.device)
+    for line in result.get("skipped_files", []):
+        print(f"skipped: {line}", file=sys.stderr)
     print(json.dumps(result, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        _writing(args.json, lambda: Path(args.json).write_text(json.dumps(result, indent=2)))
     return 0
 
 
@@ -166,9 +222,16 @@ def cmd_serve(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gancore.training import TrainConfig
-    p = argparse.ArgumentParser(prog="gancore", description="GAN Studio engine")
+    p = _Parser(prog="gancore", description="GAN Studio engine")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model (also under torchrun for DDP)")
@@ -181,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="draw images from a noise model")
     s.add_argument("checkpoint")
-    s.add_argument("--n", type=int, default=16)
+    s.add_argument("--n", type=_positive, default=16, help=f"how many images (at most {MAX_SAMPLES})")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--truncation", type=float, default=1.0)
     s.add_argument("--out", help="folder for one PNG per image")
@@ -199,12 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True)
     tr.add_argument("--cycle", action="store_true", help="also write the cycle reconstruction")
     tr.add_argument("--scale", choices=["model", "full"], default="model")
-    tr.add_argument("--batch-size", type=int, default=4)
+    tr.add_argument("--batch-size", type=_positive, default=4)
     tr.set_defaults(func=cmd_translate)
 
     e = sub.add_parser("eval", help="quality metrics: digit FID/IS/coverage, or translation FID/KID")
     e.add_argument("checkpoint")
-    e.add_argument("--n", type=int, default=10000, help="samples for noise models")
+    e.add_argument("--n", type=_positive, default=10000, help="samples for noise models")
     e.add_argument("--test-a", help="translation models: folder of test images of domain A")
     e.add_argument("--test-b", help="translation models: folder of test images of domain B")
     e.add_argument("--device", default="auto")
@@ -227,7 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:          # --help, or a bad argument already reported in one line
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -31,16 +31,22 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(names)}")
-    kwargs = {}
-    for k, v in data.items():
-        if isinstance(v, list):
-            v = tuple(v)
-        kwargs[k] = v
-    return cls(**kwargs)
+    from gancore.validate import check_values
+    kwargs = check_values(cls, data)          # types and ranges; ConfigError names the field
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:      # a config's own __post_init__ checks
+        raise ConfigError(f"{cls.__name__}: {e}") from None
 
 
 def from_json(cls: type[T], text: str) -> T:
-    return from_dict(cls, json.loads(text))
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{cls.__name__}: not valid JSON ({e.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+    return from_dict(cls, data)
 
 
 def override(cfg: T, **changes: Any) -> T:
@@ -50,4 +56,10 @@ def override(cfg: T, **changes: Any) -> T:
     unknown = sorted(set(changes) - names)
     if unknown:
         raise ConfigError(f"{type(cfg).__name__}: unknown setting(s) {unknown}")
-    return dataclasses.replace(cfg, **changes)
+    from gancore.validate import check_values
+    try:
+        return dataclasses.replace(cfg, **check_values(type(cfg), changes))
+    except (TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{type(cfg).__name__}: {e}") from None

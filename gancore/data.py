@@ -10,15 +10,19 @@ import gzip
 import logging
 import os
 import random
+import shutil
+import stat
 import struct
+import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageFile
 from torch.utils.data import Dataset, DistributedSampler, Sampler
-from gancore.errors import BadInput
+from gancore.errors import BadInput, TooLarge
 from gancore.imaging import to_rgb_or_grey, to_tensor, to_uint8  # noqa: F401  (re-exported)
 
 log = logging.getLogger("gancore.data")
@@ -26,13 +30,23 @@ ASSETS = Path(__file__).parent / "assets"
 MNIST_DIR = ASSETS / "mnist"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_IMAGE_PIXELS = 40_000_000      # decompression-bomb guard for user files
-MAX_ZIP_BYTES = 2_000_000_000
+MAX_ZIP_BYTES = 2_000_000_000      # unpacked, all members together
+MAX_ZIP_MEMBER_BYTES = 100 * 1024 * 1024   # one image file; a 40-megapixel PNG is about 120 MB at most
+MAX_ZIP_MEMBERS = 25_000           # entries of any kind (an upload is decoded up to 20000 images)
+MAX_ZIP_RATIO = 100                # unpacked bytes per zip byte (photos hardly compress; bombs do by 1000x)
+MIN_ZIP_BUDGET = 200 * 1024 * 1024 # a small zip may still unpack to this much
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# open_image checks the pixel count itself and refuses in one line; PIL's warning would only add noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class DataError(BadInput):
     """Data that cannot be used, with a message a person can act on."""
+
+
+class DataTooLarge(DataError, TooLarge):
+    """An image or archive over a size cap (HTTP 413)."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -89,21 +103,39 @@ class MNISTDataset(Dataset):
 # ----------------------------------------------------------------------------------------------------
 # Image files
 
-def open_image(path_or_file, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """Open and fully decode an image, or raise DataError with the reason."""
-    name = getattr(path_or_file, "name", str(path_or_file))
+def open_image(path_or_file, max_pixels: int = MAX_IMAGE_PIXELS, name: str | None = None) -> Image.Image:
+    """Open and fully decode an image (the first frame of an animation), or raise DataError with the reason.
+
+    `name` is what messages call the file (an upload's own name; by default the path's file name). The pixel
+    count is checked from the header before anything is decoded.
+    """
+    name = Path(name or getattr(path_or_file, "name", None) or str(path_or_file)).name
+    if isinstance(path_or_file, (str, os.PathLike)):
+        p = Path(path_or_file)
+        if not p.is_file():
+            raise DataError(f"{name}: no such file")
+        if p.stat().st_size == 0:
+            raise DataError(f"{name}: the file is empty")
     try:
         with Image.open(path_or_file) as im:
             if im.width * im.height > max_pixels:
-                raise DataError(f"{Path(name).name}: image is too large ({im.width}x{im.height})")
+                raise DataTooLarge(f"{name}: image is too large ({im.width}x{im.height} pixels; "
+                                   f"at most {max_pixels / 1e6:.0f} megapixels)")
             im.load()
             return im.copy()
     except DataError:
         raise
     except Image.DecompressionBombError:
-        raise DataError(f"{Path(name).name}: image is too large (decompression-bomb guard)") from None
-    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as e:
-        raise DataError(f"{Path(name).name}: not a readable image ({e.__class__.__name__})") from None
+        raise DataTooLarge(f"{name}: image is too large (over {max_pixels / 1e6:.0f} megapixels; "
+                           "decompression-bomb guard)") from None
+    except MemoryError:
+        raise DataTooLarge(f"{name}: image is too large to decode in memory") from None
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{name}: not a readable image (not an image file, or a format this program cannot "
+                        "read)") from None
+    except Exception as e:    # a damaged file can make a decoder raise almost anything
+        kind = "truncated or damaged" if isinstance(e, (OSError, EOFError, SyntaxError)) else "damaged"
+        raise DataError(f"{name}: not a readable image ({kind}: {e.__class__.__name__})") from None
 
 
 def resize_crop(im: Image.Image, size: int, load_size: int | None = None, rng: random.Random | None = None,
@@ -124,29 +156,68 @@ def resize_crop(im: Image.Image, size: int, load_size: int | None = None, rng: r
     return im
 
 
-def safe_extract_zip(zip_path: Path, target: Path, max_bytes: int = MAX_ZIP_BYTES) -> Path:
-    """Extract image members only; a member cannot write outside `target`; total size is capped."""
+def safe_extract_zip(zip_path: Path, target: Path, max_bytes: int = MAX_ZIP_BYTES,
+                     max_member_bytes: int = MAX_ZIP_MEMBER_BYTES, max_members: int = MAX_ZIP_MEMBERS) -> Path:
+    """Extract image members only, streamed in 1 MB chunks (never a whole member in memory).
+
+    A member cannot write outside `target`; symlink members are skipped; the number of members, each member's
+    size and the total are capped, counting the bytes actually unpacked (a zip's own size fields may lie).
+    On any refusal what was unpacked is removed.
+    """
+    name = Path(zip_path).name
     target = Path(target).resolve()
-    target.mkdir(parents=True, exist_ok=True)
+    created = not target.exists()
     try:
         zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise DataError(f"{Path(zip_path).name}: not a readable zip file ({e})") from None
-    with zf:
-        total = sum(i.file_size for i in zf.infolist())
-        if total > max_bytes:
-            raise DataError(f"{Path(zip_path).name}: unpacks to {total / 1e9:.1f} GB, over the "
-                            f"{max_bytes / 1e9:.1f} GB limit")
-        for info in zf.infolist():
-            if info.is_dir() or Path(info.filename).suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            dest = (target / info.filename).resolve()
-            if target not in dest.parents:
-                log.warning("skipped zip member outside the target folder: %s", info.filename)
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(dest, "wb") as out:
-                out.write(src.read())
+        infos = zf.infolist()
+        # What this zip may unpack to: the cap, or less for a small zip (a 1.5 MB zip is not 1.5 GB of photos).
+        max_bytes = min(max_bytes, max(MIN_ZIP_BUDGET, MAX_ZIP_RATIO * Path(zip_path).stat().st_size))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise DataError(f"{name}: not a readable zip file ({e.__class__.__name__})") from None
+    try:
+        with zf:
+            if len(infos) > max_members:
+                raise DataTooLarge(f"{name}: holds {len(infos)} entries; at most {max_members}")
+            declared = sum(i.file_size for i in infos)
+            if declared > max_bytes:
+                raise DataTooLarge(f"{name}: unpacks to {declared / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB "
+                                   "this zip may unpack to")
+            target.mkdir(parents=True, exist_ok=True)
+            total = 0
+            for info in infos:
+                if info.is_dir() or Path(info.filename).suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    log.warning("skipped symlink zip member: %s", info.filename)
+                    continue
+                dest = (target / info.filename).resolve()
+                if target not in dest.parents:
+                    log.warning("skipped zip member outside the target folder: %s", info.filename)
+                    continue
+                if info.file_size > max_member_bytes:
+                    raise DataTooLarge(f"{name}: member {info.filename} unpacks to {info.file_size / 1e6:.0f} MB; "
+                                       f"at most {max_member_bytes / 1e6:.0f} MB per file")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                written = 0
+                with zf.open(info) as src, open(dest, "wb") as out:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        total += len(chunk)
+                        if written > max_member_bytes:
+                            raise DataTooLarge(f"{name}: member {info.filename} unpacks to more than "
+                                               f"{max_member_bytes / 1e6:.0f} MB per file")
+                        if total > max_bytes:
+                            raise DataTooLarge(f"{name}: unpacks to more than the {max_bytes / 1e6:.0f} MB "
+                                               "this zip may unpack to")
+                        out.write(chunk)
+    except BaseException as e:
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        if isinstance(e, DataError):
+            raise
+        if isinstance(e, (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError, zlib.error)):
+            raise DataError(f"{name}: a member is damaged or encrypted ({e.__class__.__name__})") from None
+        raise
     return target
 
 

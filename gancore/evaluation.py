@@ -9,8 +9,6 @@ InceptionV3 weights and works offline) between translated test A and real test B
 """
 from __future__ import annotations
 
-import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -219,28 +217,42 @@ def image_set_metrics(fake: list[np.ndarray], real: list[np.ndarray], extractor:
             "n_fake": len(fake), "n_real": len(real)}
 
 
-def _read_folder(folder) -> list[np.ndarray]:
-    from gancore.data import list_images, open_image, to_rgb_or_grey
-    return [np.asarray(to_rgb_or_grey(open_image(p), 3)) for p in list_images(folder)]
+def _read_folder(folder, skipped: list | None = None) -> list[np.ndarray]:
+    """Every readable image of `folder`; unreadable ones are reported in `skipped` ("file: problem")."""
+    from gancore.data import DataError, list_images, open_image, to_rgb_or_grey
+    images = []
+    for p in list_images(folder):
+        try:
+            images.append(np.asarray(to_rgb_or_grey(open_image(p), 3)))
+        except DataError as e:
+            if skipped is None:
+                raise
+            skipped.append(f"{p}: {str(e).split(': ', 1)[-1]}")
+    if not images:
+        raise DataError(f"{folder}: no readable test image")
+    return images
 
 
 def translation_metrics(model, data_a, data_b, device="cpu", scale="model") -> dict:
     """FID/KID of G_AB(test A) against test B and of G_BA(test B) against test A."""
     from gancore.inference import translate
-    a, b = _read_folder(data_a), _read_folder(data_b)
+    skipped: list[str] = []
+    a, b = _read_folder(data_a, skipped), _read_folder(data_b, skipped)
     ext = InceptionFeatures(device)
     ab = [translate(model, im, "AB", scale=scale)["output"] for im in a]
     ba = [translate(model, im, "BA", scale=scale)["output"] for im in b]
-    return {"A_to_B": image_set_metrics(ab, b, ext), "B_to_A": image_set_metrics(ba, a, ext)}
+    return {"A_to_B": image_set_metrics(ab, b, ext), "B_to_A": image_set_metrics(ba, a, ext),
+            "skipped_files": skipped}
 
 
 def evaluate(checkpoint, n: int = 10000, data_a=None, data_b=None, device: str = "auto") -> dict:
     from gancore.inference import load_model
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from gancore.validate import check_count, check_device
+    device = str(check_device(device))
+    check_count("n (samples)", n, 1, 1_000_000)
     model = load_model(checkpoint, device=device)
     if model.task == "noise":
-        imgs = generate_images(model, n).cpu()
+        imgs = generate_images(model, n).cpu()          # batches of 500
         return {"checkpoint": str(checkpoint), **digit_metrics(imgs)}
     if model.task == "translate":
         if not (data_a and data_b):

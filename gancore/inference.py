@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
 from gancore import checkpoint as ckpt
 from gancore import registry
 from gancore.errors import Unsupported
 from gancore.imaging import MAX_SIDE, prepare_photo, resize_to, run_padded, seeded, to_uint8
+
+MAX_SAMPLE_BATCH = 4096   # images per sample() call; more are drawn in batches (the CLI does)
 
 
 def load_weights_into(model, path: str) -> list[str]:
@@ -49,20 +49,21 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(path: str, _mtime: int, device: str):
-    meta = ckpt.read_header(path)
-    model_type = meta.get("model_type", "")
-    try:
-        config = registry.config_from_json(model_type, meta["model_config"])
-    except (KeyError, ValueError) as e:
-        raise ckpt.CheckpointError(f"{Path(path).name}: unusable model config ({e})") from None
+    from gancore.validate import checkpoint_model
+    _, model_type, config = checkpoint_model(path)    # values, size and tensor shapes checked on `meta` first
     model = registry.build(model_type, config)
     load_weights_into(model, path)
     return model.to(device).eval().requires_grad_(False)
 
 
 def header_summary(path: str | os.PathLike) -> dict:
-    """Header fields a person cares about, for the models view and `gancore inspect`."""
-    meta = ckpt.read_header(path)
+    """Header fields a person cares about, for the models view and `gancore inspect`.
+
+    The header is checked as loading checks it (config values, size, tensor shapes), so a file listed as
+    usable loads; only what needs the tensors themselves (NaN weights) shows up later.
+    """
+    from gancore.validate import checkpoint_model
+    meta = checkpoint_model(path)[0]
     out = {k: v for k, v in meta.items() if k not in ("model_config", "train_state", "metrics", "trained")}
     out["model_config"] = json.loads(meta.get("model_config", "{}"))
     if "metrics" in meta:
@@ -114,6 +115,8 @@ def sample(model, n: int = 16, seed: int = 0, z: torch.Tensor | None = None, tru
     if model.task != "noise":
         raise Unsupported(f"{model.model_type} does not generate from noise")
     if z is None:
+        from gancore.validate import check_count
+        check_count("n (images to draw)", n, 1, MAX_SAMPLE_BATCH)
         z = model.noise(n, generator=seeded(seed)) * truncation
     return to_uint8(model.generator()(z.to(next(model.parameters()).device)))
 

@@ -45,13 +45,23 @@ class OnnxGenerator:
         self.path = Path(path)
         if not self.path.is_file():
             raise BadCheckpoint(f"{self.path}: no such ONNX file")
+        if self.path.stat().st_size == 0:
+            raise BadCheckpoint(f"{self.path.name}: the file is empty, not an ONNX model")
         self.session = session(self.path, threads)
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        for k in ("model_config", "contract", "quantization"):
-            if k in meta:
-                meta[k] = json.loads(meta[k])
         if meta.get("format") != "gancore-onnx":
             raise BadCheckpoint(f"{self.path.name}: not exported by GAN Studio (no gancore metadata)")
+        try:
+            for k in ("model_config", "contract", "quantization"):
+                if k in meta:
+                    meta[k] = json.loads(meta[k])
+            for k in ("model_type", "task", "network"):
+                if not isinstance(meta.get(k), str):
+                    raise ValueError(k)
+            if not isinstance(meta.get("model_config"), dict):
+                raise ValueError("model_config")
+        except ValueError as e:
+            raise BadCheckpoint(f"{self.path.name}: its GAN Studio metadata is damaged ({e})") from None
         self.metadata = meta
         self.input_name = self.session.get_inputs()[0].name
         self.input_shape = self.session.get_inputs()[0].shape   # symbolic axes as strings

@@ -53,8 +53,13 @@ def build(name: str, config=None):
     return entry.model_cls(config or entry.config_cls())
 
 
-def config_from_json(name: str, text: str):
-    return from_json(get(name).config_cls, text)
+def config_from_json(name: str, text: str, check_size: bool = True):
+    """A model config from JSON (a checkpoint header): values checked, and what it would allocate."""
+    cfg = from_json(get(name).config_cls, text)
+    if check_size:
+        from gancore.validate import check_model_size
+        check_model_size(name, cfg)
+    return cfg
 
 
 def _ensure() -> None:

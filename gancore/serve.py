@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -18,12 +19,11 @@ from typing import Literal
 
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from gancore.errors import describe
+from gancore.errors import GanStudioError, describe
 from gancore.imaging import png_bytes, tile, to_uint8
 
 MAX_IMAGES = 256                   # per /generate request
@@ -35,7 +35,8 @@ class GenerateRequest(BaseModel):
     n: int = Field(16, ge=1, le=MAX_IMAGES, description="how many images (ignored when `noise` is given)")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the latent noise; same seed, same images")
     noise: list[list[float]] | None = Field(None, description="explicit latent vectors, shape (N, latent_dim)")
-    truncation: float = Field(1.0, gt=0, le=2, description="scales seeded noise; < 1 gives safer samples")
+    truncation: float = Field(1.0, gt=0, le=2, allow_inf_nan=False,
+                              description="scales seeded noise; < 1 gives safer samples")
     format: Literal["json", "grid"] = Field("json", description="json: base64 PNGs; grid: one image/png")
 
 
@@ -127,14 +128,22 @@ def create_app(model_path: str | os.PathLike):
 
     @app.exception_handler(RequestValidationError)
     async def readable_422(request: Request, exc: RequestValidationError):
-        errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+        # The rejected values go back only when JSON can carry them: NaN, Infinity and 1e309 (which Python's
+        # JSON reader accepts) cannot be encoded again, and trying made this handler answer 500.
+        errors = [_json_safe_error(e) for e in exc.errors()]
         msg = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'body'}: {e.get('msg')}" for e in errors)
         return JSONResponse({"detail": msg, "errors": errors}, status_code=422)
 
+    @app.exception_handler(GanStudioError)
+    async def engine_error(request: Request, exc: GanStudioError):
+        # Engine errors read as guidance with their own status (400, 413 ...).
+        d = describe(exc)
+        return JSONResponse({"detail": d.message, "title": d.title}, status_code=d.http_status)
+
     @app.exception_handler(Exception)
-    async def engine_error(request: Request, exc: Exception):
-        # Engine errors read as guidance with their own status; anything else is our bug: a reference to the
-        # log line, never a traceback.
+    async def internal_error(request: Request, exc: Exception):
+        # The machine's side (OSError) reads as guidance too; anything else is our bug: a reference to the log
+        # line, never a traceback.
         d = describe(exc, where=f"{request.method} {request.url.path}")
         return JSONResponse({"detail": d.message, "title": d.title, **({"reference": d.reference} if d.internal else {})},
                             status_code=d.http_status)
@@ -179,7 +188,6 @@ def create_app(model_path: str | os.PathLike):
               responses={200: {"content": {"image/png": {}}, "description": "the translated photo"}})
     def translate(image: UploadFile = File(..., description="a photo (PNG, JPEG, ...)"),
                   direction: Literal["AB", "BA"] = Form("AB", description="AB: domain A to B; BA: the reverse")):
-        from PIL import Image
         from gancore.inference import translate_with
 
         if backend.task != "translate":
@@ -188,28 +196,39 @@ def create_app(model_path: str | os.PathLike):
         if direction not in backend.directions:
             raise HTTPException(422, f"direction {direction!r} is not available: this file holds "
                                      f"{', '.join(backend.directions)} only")
+        name = Path(image.filename or "upload").name
         data = image.file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
-            raise HTTPException(413, f"upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+            raise HTTPException(413, f"{name}: upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
         if not data:
-            raise HTTPException(400, "the uploaded file is empty")
+            raise HTTPException(400, f"{name}: the uploaded file is empty")
+        # The pixel count is checked from the header before decoding: a decompression bomb is a 413.
+        photo = open_image(io.BytesIO(data), max_pixels=MAX_UPLOAD_PIXELS, name=name)
         try:
-            with Image.open(io.BytesIO(data)) as probe:   # reads the header only
-                w, h = probe.size
-        except Exception:
-            raise HTTPException(400, f"{image.filename or 'upload'}: not a readable image") from None
-        if w * h > MAX_UPLOAD_PIXELS:
-            raise HTTPException(413, f"image has {w}x{h} pixels; at most {MAX_UPLOAD_PIXELS // 1_000_000} megapixels")
-        try:
-            photo = open_image(io.BytesIO(data), max_pixels=MAX_UPLOAD_PIXELS)
             # The same path as the studio and the CLI (gancore.inference.translate_with): same pixels.
             result = translate_with(lambda t: backend.run(t, direction), photo, int(backend.config["image_channels"]),
                                     int(backend.config["image_size"]), backend.size_multiple)
         except DataError as e:
-            raise HTTPException(400, str(e)) from None
+            raise type(e)(f"{name}: {e}") from None
         return Response(png_bytes(result["output"]), media_type="image/png")
 
     return app
+
+
+def _json_safe_error(e: dict) -> dict:
+    """A pydantic error dict that JSON can encode; a non-finite input gets a message that says so."""
+    out = {k: v for k, v in e.items() if k in ("type", "loc", "msg")}
+    value = e.get("input")
+    if isinstance(value, float) and not math.isfinite(value):
+        out["msg"] = f"must be a finite number, got {value} (NaN and Infinity are not accepted)"
+    else:
+        try:
+            json.dumps(value, allow_nan=False)
+            out["input"] = value
+        except (TypeError, ValueError):
+            pass
+    out["loc"] = [str(p) for p in out.get("loc", [])]
+    return out
 
 
 def main(model: str, host: str = "127.0.0.1", port: int = 8000) -> None:

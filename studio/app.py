@@ -5,9 +5,13 @@ explicitly below; each is `studio/tabs/<name>.py` with `build(services)`.
 """
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
+import os
+import shutil
 import signal
+import tempfile
 import threading
 
 import gradio as gr
@@ -40,7 +44,6 @@ CSS = """
 
 def build_app(services: Services | None = None) -> gr.Blocks:
     services = services or Services()
-    refreshers = []   # (tab, fn, inputs, outputs) wired after the layout
 
     # ---- layout ------------------------------------------------------------------------------------
     # Generated files (images, GIFs, uploads) older than a day are removed once a day.
@@ -107,6 +110,9 @@ def _quiet(fn):
     return wrapper
 
 
+MAX_UPLOAD = os.environ.get("GANSTUDIO_MAX_UPLOAD", "300mb")   # a zip of training photos; Gradio refuses more
+
+
 def save_on_exit(services: Services) -> None:
     """SIGTERM (a container or Space restart) and Ctrl-C stop a running job, which saves its checkpoint, before
     the process exits; a restarted studio lists the run as interrupted and can resume it."""
@@ -119,6 +125,13 @@ def save_on_exit(services: Services) -> None:
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, services: Services | None = None, **kwargs):
+    # Each studio process gets its own Gradio cache unless one is set: two studios on one machine must
+    # never serve each other's files. Gradio reads the variable when components are built, so set it first.
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        cache = tempfile.mkdtemp(prefix="ganstudio-gradio-")
+        os.environ["GRADIO_TEMP_DIR"] = cache
+        atexit.register(shutil.rmtree, cache, True)
+    kwargs.setdefault("max_file_size", os.environ.get("GANSTUDIO_MAX_UPLOAD", MAX_UPLOAD))
     demo = build_app(services)
     if threading.current_thread() is threading.main_thread():
         save_on_exit(demo.services)

@@ -65,8 +65,9 @@ class Services:
     def is_training(self) -> bool:
         return self.job.is_running()
 
-    def start_training(self, **settings) -> str:
-        return self.job.start(**settings)
+    def start_training(self, model: str = "dcgan", **settings) -> str:
+        """See `TrainingJob.start` for the settings."""
+        return self.job.start(model, **settings)
 
     def resume_training(self, path: str) -> str:
         return self.job.resume(path)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gancore import catalog
-from gancore.errors import BadInput, Busy, first_line
+from gancore.errors import BadInput, Busy, TooLarge, first_line
 
 log = logging.getLogger("studio")
 
@@ -93,7 +93,7 @@ class TrainingJob:
         self._reserve()
         try:
             entry = registry.get(model)
-            steps, minutes = int(steps or 0), float(minutes or 0)
+            steps, minutes = _budget(steps, minutes)
             if steps <= 0 and minutes <= 0:
                 raise ConfigError("give the run a time budget: a number of minutes or of steps above 0")
             if minutes > 24 * 60 or steps > 10_000_000:
@@ -105,6 +105,7 @@ class TrainingJob:
             out_dir = self.runs_dir / name
             if out_dir.exists():
                 raise ConfigError(f"a run named {name!r} already exists; choose another name")
+            created = out_dir                # removed again if the run does not start
             if entry.task == "translate" and data == "mnist":
                 raise DataError("CycleGAN learns between two sets of photos: upload a zip for each domain")
             data_a = self._unpack(data, upload, out_dir, "data")
@@ -119,6 +120,8 @@ class TrainingJob:
                               checkpoint_every_seconds=CHECKPOINT_EVERY_SECONDS, amp="off", device="auto")
             dataset = self._dataset(cfg, model_cfg, out_dir, upload, upload_b)
         except BaseException:
+            if "created" in locals():
+                shutil.rmtree(created, ignore_errors=True)
             with self._lock:
                 self._starting = False
             raise
@@ -306,8 +309,10 @@ class TrainingJob:
         target.mkdir(parents=True, exist_ok=True)
         try:
             safe_extract_zip(src, target)
-        except DataError:
+        except DataError as e:
             shutil.rmtree(out_dir, ignore_errors=True)
+            if isinstance(e, TooLarge):      # say which cap, not just "unreadable"
+                raise
             raise DataError(f"{src.name} is not a readable zip file of images") from None
         return str(target)
 
@@ -334,6 +339,22 @@ def safe_run_name(name: str) -> str:
         from gancore.config import ConfigError
         raise ConfigError("a run name may use letters, digits, '-', '_' and '.', up to 60 characters")
     return name
+
+
+def _budget(steps, minutes) -> tuple[int, float]:
+    """A run's budget from a form or the API: finite, not negative (Infinity and NaN are refused)."""
+    import math
+    from gancore.config import ConfigError
+    try:
+        minutes = float(minutes or 0)
+        steps = float(steps or 0)
+    except (TypeError, ValueError):
+        raise ConfigError("the budget must be a number of minutes or of steps") from None
+    if not (math.isfinite(minutes) and math.isfinite(steps)) or minutes < 0 or steps < 0:
+        raise ConfigError("the budget must be a finite number of minutes or of steps, 0 or more")
+    if steps != int(steps) or steps > 10_000_000:
+        raise ConfigError("steps must be a whole number up to 10000000")
+    return int(steps), minutes
 
 
 def _describe_data(data: str) -> str:

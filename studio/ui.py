@@ -40,6 +40,29 @@ def friendly(fn):
     return wrapper
 
 
+class PhotoInput(gr.Image):
+    """An image input whose upload reaches the handler as a file path, as uploaded.
+
+    gr.Image opens every upload with PIL before the handler runs, so a truncated, empty, text or bomb file
+    failed inside Gradio with its generic "upstream app raised an exception". Here such a file is handed on
+    as its path, and the engine's `open_image` says in one line what is wrong with it. `image_mode=None` keeps
+    16-bit and CMYK files as they are (Gradio's RGB conversion clips 16-bit pictures to white).
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.update(type="filepath", image_mode=None)
+        super().__init__(*args, **kwargs)
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Exception:
+            path = getattr(payload, "path", None)
+            if path:
+                return path
+            raise
+
+
 def enlarge(image: np.ndarray, min_side: int = 256) -> np.ndarray:
     """Nearest-neighbour upscale by an integer factor so small GAN images stay crisp on screen."""
     h, w = image.shape[:2]
@@ -80,12 +103,12 @@ def png_file(image: np.ndarray, name: str) -> str:
     return str(path)
 
 
-def _prune(root: Path, max_age_s: float, _last=[0.0]) -> None:
+def _prune(root: Path, max_age_s: float, _last={}) -> None:
     """Remove scratch folders older than max_age_s (Gradio serves its own copies), at most once a minute."""
     now = time.time()
-    if now - _last[0] < 60 or not root.is_dir():
+    if now - _last.get(str(root), 0.0) < 60 or not root.is_dir():
         return
-    _last[0] = now
+    _last[str(root)] = now
     for d in root.iterdir():
         try:
             if now - d.stat().st_mtime > max_age_s:

@@ -29,7 +29,11 @@ def _engine():
 
 def save_download(result: dict, folder: str | None = None) -> str:
     """The overlay as PNG and the raw heatmap as .npy beside it; returns the PNG path."""
-    folder = Path(folder or tempfile.mkdtemp(prefix="explain_"))
+    if folder is None:       # one scratch folder per download, removed after an hour (Gradio keeps its copy)
+        from studio.ui import SCRATCH, _prune
+        SCRATCH.mkdir(parents=True, exist_ok=True)
+        _prune(SCRATCH, 3600)
+    folder = Path(folder or tempfile.mkdtemp(prefix="explain_", dir=SCRATCH))
     folder.mkdir(parents=True, exist_ok=True)
     png = folder / "explanation.png"
     Image.fromarray(result["overlay"]).save(png)
