@@ -463,7 +463,9 @@ def test_studio_upload_cap_and_own_cache(monkeypatch, tmp_path):
     from conftest import _free_port
     from studio.app import launch
     from studio.services import Services
-    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    # "" lets launch() make its own cache; monkeypatch puts the variable back afterwards, so the session's
+    # studio (launched earlier in this process) keeps serving from its own cache.
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")
     monkeypatch.setenv("GANSTUDIO_MAX_UPLOAD", "1mb")
     port = _free_port()
     demo = launch("127.0.0.1", port, services=Services(weights_dir=tmp_path / "w", runs_dir=tmp_path / "r"),
