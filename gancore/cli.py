@@ -137,6 +137,21 @@ def _stop_on_signals(trainer) -> list:
     return got
 
 
+def cmd_distill(args) -> int:
+    from gancore.distill import DistillConfig, Distiller
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig) if getattr(args, f.name, None) is not None}
+    distiller = Distiller(DistillConfig(**{**flags, "teacher": args.teacher or ""}), resume=args.resume)
+    signalled = _stop_on_signals(distiller)
+    for ev in distiller.run():
+        if ev.kind == "step" and not args.quiet:
+            losses = " ".join(f"{k}={v:.4f}" for k, v in ev.losses.items())
+            print(f"step {ev.step} {ev.images_per_s:.1f} img/s (teacher {ev.teacher_share * 100:.0f} %) "
+                  f"{ev.elapsed_s / 60:.1f} min {losses}", flush=True)
+        elif ev.kind in ("start", "end", "checkpoint") and not args.quiet:
+            print(f"[{ev.kind}] {ev.message or ev.path}", flush=True)
+    return 128 + signalled[0] if signalled else 0
+
+
 def cmd_sample(args) -> int:
     import numpy as np
     from PIL import Image
@@ -230,6 +245,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gancore.distill import DistillConfig
     from gancore.training import TrainConfig
     p = _Parser(prog="gancore", description="GAN Studio engine")
     sub = p.add_subparsers(dest="command", required=True)
@@ -241,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save-samples", action="store_true", help="write preview grids as PNGs to out_dir")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("distill", help="distil a CycleGAN teacher into a mobile student (CPU, resumable)")
+    d.add_argument("teacher", nargs="?", help="the teacher checkpoint (not needed with --resume)")
+    _add_dataclass_flags(d, DistillConfig, skip=("teacher", "out_dir"))
+    d.add_argument("--out", dest="out_dir", help="output folder (default runs/student-<date>-<time>)")
+    d.add_argument("--resume", help="a distillation run's last.safetensors to continue exactly")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_distill)
 
     s = sub.add_parser("sample", help="draw images from a noise model")
     s.add_argument("checkpoint")

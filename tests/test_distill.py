@@ -1,0 +1,77 @@
+"""The mobile student and its distillation from the shipped teacher, on real horse2zebra photos."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gancore import checkpoint as ckpt
+from gancore.distill import DistillConfig, Distiller, PerceptualLoss
+from gancore.models.cyclegan import CycleGANConfig, ResnetGenerator, SeparableResidualBlock
+
+ROOT = Path(__file__).resolve().parents[1]
+TEACHER = ROOT / "weights" / "horse2zebra.safetensors"
+
+
+def test_student_generator_is_small_and_keeps_sizes():
+    teacher = ResnetGenerator(CycleGANConfig())
+    student = ResnetGenerator(CycleGANConfig(base_channels=16, block="depthwise"))
+    count = lambda m: sum(p.numel() for p in m.parameters())   # noqa: E731
+    assert any(isinstance(m, SeparableResidualBlock) for m in student.modules())
+    assert count(student) * 15 < count(teacher)                # 0.14 M against 2.85 M parameters
+    x = torch.rand(1, 3, 36, 52) * 2 - 1
+    with torch.no_grad():
+        assert student(x).shape == x.shape
+    with pytest.raises(ValueError, match="block"):
+        CycleGANConfig(block="mobile")
+
+
+def _run(tmp_path, h2z, steps, sub="run", resume=None):
+    cfg = DistillConfig(teacher=str(TEACHER), data_a=str(h2z / "trainA"), data_b=str(h2z / "trainB"),
+                        out_dir=str(tmp_path / sub), steps=steps, crop_size=32, batch_size=2, data_limit=6,
+                        log_every_steps=1, seed=5)
+    events = list(Distiller(cfg, resume=resume).run())
+    return events, events[-1].path
+
+
+def test_distillation_learns_resumes_exactly_and_makes_a_normal_checkpoint(tmp_path, h2z):
+    events, straight = _run(tmp_path, h2z, 6, "straight")
+    losses = [sum(e.losses.values()) for e in events if e.kind == "step"]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    _, half = _run(tmp_path, h2z, 3, "half")
+    _, resumed = _run(tmp_path, h2z, 6, "half", resume=half)
+    a, b = ckpt.load(straight)[0], ckpt.load(resumed)[0]
+    for k in (k for k in a if k.startswith(("G_AB.", "G_BA."))):
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+    # The student file is a cyclegan checkpoint like any other: translate, export with int8.
+    from gancore.export import export_onnx
+    from gancore.inference import load_model, translate
+    student = load_model(straight)
+    assert student.config.block == "depthwise" and student.config.domain_a == "horse"
+    photo = np.asarray(Image.open(ROOT / "gancore" / "assets" / "examples" / "horse_1.jpg"))
+    assert translate(student, photo, "AB")["output"].shape == photo.shape
+    report = export_onnx(straight, tmp_path / "student.onnx", int8=True, latency_repeats=0, psnr_min_db=0)
+    assert report["parity_max_abs_diff"] <= 1e-4 and report["int8_psnr_db"] > 20
+
+
+def test_perceptual_features_come_from_the_pretrained_network():
+    loss = PerceptualLoss()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert float(loss(x, x)) == 0.0 and float(loss(x, x.flip(-1))) > 0
+    assert not any(p.requires_grad for p in loss.parameters())
+    # Trained weights, not an initialisation: the stem's batch-norm statistics are not the defaults.
+    bn = loss.stem[1]
+    assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+
+
+def test_bad_distillation_requests_say_what_is_wrong(tmp_path):
+    from gancore.errors import BadInput
+    with pytest.raises(BadInput, match="bound"):
+        Distiller(DistillConfig(teacher=str(TEACHER), data_a="a", data_b="b"))
+    with pytest.raises(Exception, match="two-way translation"):
+        Distiller(DistillConfig(teacher=str(ROOT / "weights" / "dcgan_mnist.safetensors"), data_a="a", data_b="b",
+                                steps=1))
