@@ -75,3 +75,27 @@ def test_bad_distillation_requests_say_what_is_wrong(tmp_path):
     with pytest.raises(Exception, match="two-way translation"):
         Distiller(DistillConfig(teacher=str(ROOT / "weights" / "dcgan_mnist.safetensors"), data_a="a", data_b="b",
                                 steps=1))
+
+
+def test_gpu_teacher_script_dry_run_on_the_cpu(tmp_path, h2z):
+    """scripts/gpu_cyclegan.sh runs end to end on the CPU (3 steps, a few photos), so it cannot rot between GPU
+    windows: 128-px crops of 286-px loads, the data held as tensors, fp16 weights and the log under $OUT."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    for split in ("trainA", "trainB"):
+        (tmp_path / split).mkdir()
+        for f in sorted((h2z / split).iterdir())[:4]:
+            shutil.copy(f, tmp_path / split)
+    out = tmp_path / "out"
+    env = {**os.environ, "DRY_RUN": "1", "OUT": str(out), "DATA_A": str(tmp_path / "trainA"),
+           "DATA_B": str(tmp_path / "trainB"), "RUN": str(tmp_path / "run"), "PY": sys.executable,
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_cyclegan.sh")], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "trained 3 steps" in r.stdout
+    g = ckpt.load(out / "h2z_G.safetensors")
+    assert g[0]["G_AB.net.1.weight"].dtype == torch.float16 and "crop_size" in g[1]["model_config"]
+    assert (out / "h2z_D.safetensors").is_file() and "img/s" in (out / "train_log.txt").read_text()
