@@ -16,7 +16,7 @@ import torch
 
 from gancore import checkpoint as ckpt
 from gancore import registry
-from gancore.errors import Unsupported
+from gancore.errors import BadInput, Unsupported
 from gancore.imaging import MAX_SIDE, prepare_photo, resize_to, run_padded, seeded, to_uint8
 
 MAX_SAMPLE_BATCH = 4096   # images per sample() call; more are drawn in batches (the CLI does)
@@ -125,22 +125,32 @@ def sample(model, n: int = 16, seed: int = 0, z: torch.Tensor | None = None, tru
 # Translation
 
 def translate_with(run, image, channels: int, image_size: int, size_multiple: int, run_back=None,
-                   scale: str = "model", max_side: int = MAX_SIDE) -> dict:
+                   scale: str = "model", max_side: int = MAX_SIDE, strength: float = 1.0) -> dict:
     """Translate one photo with `run` (tensor (1, C, H, W) -> tensor): the one path the studio, the CLI and the
     service share, so the same photo gives the same pixels everywhere.
 
-    Returns {"output": uint8 HWC, "reconstruction": uint8 HWC or None, "note": str}.
+    strength in [0, 1] mixes the photo (0) and the full translation (1) pixel by pixel: every step in between
+    is a real photograph cross-faded with its translation, never a half-trained network's guess.
+    Returns {"output": uint8 HWC, "reconstruction": uint8 HWC or None, "note": str, "ms": float}.
     """
+    import math
+    import time
+    if not isinstance(strength, (int, float)) or not math.isfinite(strength) or not 0 <= strength <= 1:
+        raise BadInput(f"strength must be a number from 0 to 1 (0 %: the photo, 100 %: the translation), got {strength!r:.20}")
+    t0 = time.perf_counter()
     x, size_wh, note = prepare_photo(image, channels, image_size, max_side, scale)
     y = run_padded(run, x, size_multiple)
     rec = run_padded(run_back, y, size_multiple) if run_back is not None else None
-    return {"output": to_uint8(resize_to(y, size_wh)[0]), "note": note,
+    out = resize_to(y, size_wh)
+    if strength < 1:
+        out = torch.lerp(resize_to(x, size_wh), out, float(strength))
+    return {"output": to_uint8(out[0]), "note": note, "ms": (time.perf_counter() - t0) * 1000,
             "reconstruction": to_uint8(resize_to(rec, size_wh)[0]) if rec is not None else None}
 
 
 @torch.no_grad()
 def translate(model, image, direction: str = "AB", cycle: bool = False, scale: str = "model",
-              max_side: int = MAX_SIDE) -> dict:
+              max_side: int = MAX_SIDE, strength: float = 1.0) -> dict:
     """Translate one photo with a translation model (see `translate_with`)."""
     if model.task != "translate":
         raise Unsupported(f"{model.model_type} is not a translation model")
@@ -149,4 +159,5 @@ def translate(model, image, direction: str = "AB", cycle: bool = False, scale: s
     back = model.generator(model.inverse(direction)) if cycle else None
     on_device = lambda net: (lambda t: net(t.to(device)).cpu())   # noqa: E731
     return translate_with(on_device(fwd), image, model.config.image_channels, model.config.image_size,
-                          model.size_multiple, on_device(back) if back is not None else None, scale, max_side)
+                          model.size_multiple, on_device(back) if back is not None else None, scale, max_side,
+                          strength)
