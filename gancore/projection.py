@@ -127,13 +127,13 @@ def _generate(model, z: torch.Tensor) -> torch.Tensor:
 
 def project(model, target, steps: int = 600, restarts: int = 8, candidates: int = 1000, lr: float = 0.1,
             prior_weight: float = 1e-3, seed: int = 0, time_budget_s: float = 1.6,
-            prepared: bool = False) -> Projection:
+            prepared: bool = False, min_steps: int = 20) -> Projection:
     """The latent z with generate(z) closest (pixel MSE) to `target`, a drawing or picture.
 
     1. Draw `candidates` random codes, keep the `restarts` best as starts.
-    2. Adam on all starts at once for up to `steps` steps; after a few steps the step count is cut to what
-       fits in `time_budget_s`, and the learning rate follows a cosine from `lr` down to a tenth of it
-       (the StyleGAN2 projector's ramp-down), so the last steps refine instead of jumping about.
+    2. Adam on all starts at once until `time_budget_s` is spent (or `steps` are done); the learning rate
+       follows a cosine over that time from `lr` down to a tenth of it (the StyleGAN2 projector's ramp-down,
+       on the clock instead of a step count), so the last steps refine instead of jumping about.
     3. Return the best. `prepared=True` when `target` is already uint8 at the model's size.
     """
     if getattr(model, "task", None) != "noise":
@@ -163,18 +163,16 @@ def project(model, target, steps: int = 600, restarts: int = 8, candidates: int 
 
     # 2. Descend from every start at once.
     opt = torch.optim.Adam([z], lr=lr)
-    history, done, total = [], 0, int(steps)
+    history, done = [], 0
     t_start = time.perf_counter()
+    span = max(1e-3, t0 + time_budget_s - t_start)                # what the budget leaves for descent
     with torch.enable_grad():
         for step in range(int(steps)):
-            if step == 5:                                   # how many steps fit in what time is left
-                per_step = (time.perf_counter() - t_start) / 5
-                left = time_budget_s - (time.perf_counter() - t0)
-                total = max(step + 1, min(total, step + int(left / max(per_step, 1e-6))))
-            if step >= total:
+            frac = (time.perf_counter() - t_start) / span          # the schedule runs on time, not steps:
+            if frac >= 1 and step >= min_steps:                    # a busy machine gets fewer, not longer, steps
                 break
             for g in opt.param_groups:
-                g["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, step / max(1, total)))))
+                g["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, frac))))
             opt.zero_grad(set_to_none=True)
             mse = ((_generate(model, z) - t) ** 2).flatten(1).mean(1)           # (k,)
             prior = (z.pow(2).sum(1) / dim - 1).pow(2)                         # |z|^2 near latent_dim

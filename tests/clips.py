@@ -68,3 +68,20 @@ def write_clip(dst, frames, fps: int = 25, audio_s: float | None = None, codec: 
 
 def pan_clip(photo, dst, seconds: float = 2.0, fps: int = 25, size: int = 256, audio: bool = True) -> Path:
     return write_clip(dst, pan_frames(photo, seconds, fps, size), fps, audio_s=seconds if audio else None)
+
+
+def write_y4m(dst, frames, fps: int = 25) -> Path:
+    """Frames -> a YUV4MPEG2 file (4:2:0), what Chromium's fake camera plays in a loop
+    (--use-file-for-fake-video-capture)."""
+    dst = Path(dst)
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with open(dst, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for fr in frames:
+            y, cb, cr = Image.fromarray(fr).convert("YCbCr").split()
+            f.write(b"FRAME\n")
+            f.write(np.asarray(y).tobytes())
+            for c in (cb, cr):
+                f.write(np.asarray(c.resize((w // 2, h // 2), Image.BILINEAR)).tobytes())
+    return dst

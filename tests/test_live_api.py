@@ -94,7 +94,7 @@ def _drawing(tmp_path, image: np.ndarray) -> dict:
 def test_draw_find_edit_download_and_load_back(client, dcgan, tmp_path):
     digit = 255 - load_mnist("test")[0][1]                        # a 2, as dark ink on white paper
     digit = np.asarray(Image.fromarray(digit).resize((280, 280), Image.BICUBIC))
-    pair, note, npy, edited = client.predict(dcgan, _drawing(tmp_path, digit), 0, 0, 0, 0, 0, 0,
+    pair, note, npy, edited = client.predict(dcgan, _drawing(tmp_path, digit), None, 0, 0, 0, 0, 0, 0,
                                              api_name="/explore_project")
     assert "dB" in note and "random samples" in note
     side = np.asarray(Image.open(pair))
@@ -111,11 +111,11 @@ def test_draw_find_edit_download_and_load_back(client, dcgan, tmp_path):
 
 def test_an_empty_drawing_and_a_wrong_model_get_one_line_messages(client, dcgan, h2z_model, tmp_path):
     blank = np.full((280, 280, 3), 255, np.uint8)
-    msg = _error_of(lambda: client.predict(dcgan, _drawing(tmp_path, blank), 0, 0, 0, 0, 0, 0,
+    msg = _error_of(lambda: client.predict(dcgan, _drawing(tmp_path, blank), None, 0, 0, 0, 0, 0, 0,
                                            api_name="/explore_project"))
     assert "the drawing is empty" in msg
     digit = 255 - np.asarray(Image.fromarray(load_mnist("test")[0][0]).resize((280, 280)))
-    msg = _error_of(lambda: client.predict(h2z_model, _drawing(tmp_path, digit), 0, 0, 0, 0, 0, 0,
+    msg = _error_of(lambda: client.predict(h2z_model, _drawing(tmp_path, digit), None, 0, 0, 0, 0, 0, 0,
                                            api_name="/explore_project"))
     assert "choose a generator" in msg
     bad = tmp_path / "bad.npy"

@@ -38,9 +38,9 @@ def build(services, ckpt, sliders):
         return sample(services.load(path), z=z)[0]
 
     @friendly
-    def find(path, drawing, *alphas):
+    def find(path, drawing, picture, *alphas):
         model = services.load(path)
-        p = projection.project(model, _composite(drawing))
+        p = projection.project(model, picture if picture is not None else _composite(drawing))
         pair = enlarge(tile(np.stack([p.target, p.image]), cols=2, pad=4), 256)
         folder = SCRATCH / uuid.uuid4().hex
         folder.mkdir(parents=True)
@@ -76,9 +76,13 @@ def build(services, ckpt, sliders):
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=280):
                 pad = gr.Sketchpad(label="Your drawing", type="numpy", canvas_size=(280, 280), height=340,
-                                   sources=["upload", "clipboard"],
                                    brush=gr.Brush(default_size=22, colors=["#000000"], color_mode="fixed"),
+                                   layers=False, transforms=(),
+                                   placeholder="Pick the brush (left), then draw a digit",
                                    elem_id="draw-pad")
+                picture = gr.Image(label="…or a picture (used instead of the drawing while it is here)",
+                                   type="numpy", sources=["upload", "clipboard"], height=120,
+                                   elem_id="draw-picture")
                 find_btn = gr.Button("Find it in the model", variant="primary", elem_id="draw-go")
             with gr.Column(scale=1, min_width=280):
                 pair = gr.Image(label="Your drawing · the model's version", interactive=False, format="png",
@@ -93,7 +97,7 @@ def build(services, ckpt, sliders):
         latent = gr.State(None)
 
     # ---- wiring ------------------------------------------------------------------------------------
-    find_btn.click(find, [ckpt, pad, *sliders], [pair, note, npy_out, latent, edit_view], api_name="explore_project",
+    find_btn.click(find, [ckpt, pad, picture, *sliders], [pair, note, npy_out, latent, edit_view], api_name="explore_project",
                    concurrency_id="inference")
     npy_in.upload(load, [ckpt, npy_in, *sliders], [latent, edit_view, note], api_name="explore_load_latent")
     gr.on([s.input for s in sliders], slide, [ckpt, latent, *sliders], edit_view, api_name="explore_edit_latent",
