@@ -90,7 +90,8 @@ def test_blending_reduces_flicker_on_a_real_pan(model, photo):
     plain = np.stack(list(video.translate_frames(tr, frames, deflicker=0.0)))
     steady = np.stack(list(video.translate_frames(tr, frames, deflicker=0.7)))
     assert video.flicker(steady) < 0.9 * video.flicker(plain)
-    assert np.abs(steady.astype(np.float32) - plain.astype(np.float32)).mean() < 0.5 * video.flicker(plain)
+    # ...and moves the picture less than one frame of the plain translation changes it.
+    assert np.abs(steady.astype(np.float32) - plain.astype(np.float32)).mean() < 0.8 * video.flicker(plain)
 
 
 def test_flicker_is_the_mean_consecutive_difference():
