@@ -152,7 +152,10 @@ class FrameTranslator:
 
     def to_input(self, frames: np.ndarray) -> torch.Tensor:
         """(N, H, W, 3) uint8 -> (N, 3, h, w) float in [-1, 1] at the working size."""
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
+        frames = np.ascontiguousarray(frames)
+        if not frames.flags.writeable:                # Gradio hands over read-only camera frames
+            frames = frames.copy()
+        x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float()
         x = x.div_(127.5).sub_(1.0)
         hw = self.work_shape(*x.shape[-2:])
         if tuple(x.shape[-2:]) != hw:
