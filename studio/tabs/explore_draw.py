@@ -10,7 +10,7 @@ import uuid
 import gradio as gr
 import numpy as np
 
-from studio.ui import SCRATCH, enlarge, friendly, png_file, tile
+from studio.ui import INFERENCE_CONCURRENCY, SCRATCH, enlarge, friendly, png_file, tile
 
 
 def _composite(value):
@@ -98,7 +98,7 @@ def build(services, ckpt, sliders):
 
     # ---- wiring ------------------------------------------------------------------------------------
     find_btn.click(find, [ckpt, pad, picture, *sliders], [pair, note, npy_out, latent, edit_view], api_name="explore_project",
-                   concurrency_id="inference")
+                   concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
     npy_in.upload(load, [ckpt, npy_in, *sliders], [latent, edit_view, note], api_name="explore_load_latent")
     gr.on([s.input for s in sliders], slide, [ckpt, latent, *sliders], edit_view, api_name="explore_edit_latent",
           trigger_mode="always_last", show_progress="hidden")
