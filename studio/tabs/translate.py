@@ -61,6 +61,8 @@ def build(services):
                 inputs=[image, direction],
                 label="Examples: horse2zebra test photos (ImageNet; Zhu et al. 2017). Click one to translate it.",
                 api_name="translate_load_example", elem_id="translate-examples", examples_per_page=5)
+    from studio.tabs import translate_live
+    translate_live.build(services, ckpt, direction)          # webcam and video clips
 
     # ---- wiring ------------------------------------------------------------------------------------
     go.click(run, [ckpt, image, direction, cycle, strength], [output, recon, note], api_name="translate",
