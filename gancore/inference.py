@@ -64,7 +64,8 @@ def header_summary(path: str | os.PathLike) -> dict:
     """
     from gancore.validate import checkpoint_model
     meta = checkpoint_model(path)[0]
-    out = {k: v for k, v in meta.items() if k not in ("model_config", "train_state", "metrics", "trained")}
+    out = {k: v for k, v in meta.items()
+           if k not in ("model_config", "train_state", "metrics", "trained", "distill_state", "distilled")}
     out["model_config"] = json.loads(meta.get("model_config", "{}"))
     if "metrics" in meta:
         out["metrics"] = json.loads(meta["metrics"])
@@ -72,7 +73,12 @@ def header_summary(path: str | os.PathLike) -> dict:
         st = json.loads(meta["train_state"])
         out["train"] = {"step": st["step"], "epoch": st["epoch"], "elapsed_s": round(st.get("elapsed_s", 0), 1),
                         "config": st["train_config"]}
-    elif "trained" in meta:      # weights-only files keep the same summary (see export_weights)
+    for key in ("distill_state", "distilled"):   # a student: its distillation so far
+        if key in meta:
+            st = json.loads(meta[key])
+            out["distilled"] = {"step": st.get("step"), "elapsed_s": round(st.get("elapsed_s") or 0, 1),
+                                "teacher": st.get("teacher")}
+    if "trained" in meta and "train" not in out:      # weights-only files keep the same summary (export_weights)
         st = json.loads(meta["trained"])
         out["train"] = {"step": st["step"], "epoch": st["epoch"], "elapsed_s": round(st.get("elapsed_s") or 0, 1),
                         "config": st["train_config"]}
@@ -81,10 +87,11 @@ def header_summary(path: str | os.PathLike) -> dict:
 
 
 def export_weights(src: str, dst: str, dtype: torch.dtype = torch.float16, discriminators: bool = True,
-                   metrics: dict | None = None, networks: list[str] | None = None) -> str:
-    """A compact weights file (fp16, EMA generators as the main weights) from a training checkpoint.
-
-    Keeping the discriminators lets a later run warm-start (`init_from`) from the shipped file.
+                   metrics: dict | None = None, networks: list[str] | None = None,
+                   header: dict[str, str] | None = None) -> str:
+    """A compact weights file (fp16, EMA generators as the main weights) from a training or distillation
+    checkpoint. Keeping the discriminators lets a later run warm-start (`init_from`) from the shipped file.
+    `header`: extra string fields for the file's header (e.g. studio_default="translate").
     """
     tensors, meta = ckpt.load(src)
     model = registry.build(meta["model_type"], registry.config_from_json(meta["model_type"], meta["model_config"]))
@@ -100,9 +107,12 @@ def export_weights(src: str, dst: str, dtype: torch.dtype = torch.float16, discr
         st = json.loads(meta["train_state"])
         new_meta["trained"] = json.dumps({"step": st["step"], "epoch": st["epoch"],
                                           "elapsed_s": st.get("elapsed_s"), "train_config": st["train_config"]})
+    if "distill_state" in meta:
+        st = json.loads(meta["distill_state"])
+        new_meta["distilled"] = json.dumps({k: st.get(k) for k in ("step", "elapsed_s", "teacher", "distill_config")})
     if metrics:
         new_meta["metrics"] = json.dumps(metrics)
-    ckpt.save(dst, out, new_meta)
+    ckpt.save(dst, out, {**new_meta, **(header or {})})
     return dst
 
 

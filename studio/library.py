@@ -77,16 +77,17 @@ class CheckpointLibrary:
         """(label, path) for every readable checkpoint, optionally only those of one task."""
         if task is not None and task not in TASKS:
             raise BadInput(f"task must be one of {TASKS}")
-        out = []
+        out, first = [], []
         for p in self._files():
             try:
-                model_type = self.header(p).get("model_type", "")
+                h = self.header(p)
             except Exception as e:             # a damaged or hostile file is skipped here (the Models tab lists it)
                 _log_unexpected(p, e)
                 continue
-            if task is None or task_of(model_type) == task:
-                out.append((self.label(p), str(p)))
-        return out
+            if task is None or task_of(h.get("model_type", "")) == task:
+                # A shipped file can ask to be its task's default (the fast student, once it matches its teacher).
+                (first if task and h.get("studio_default") == task else out).append((self.label(p), str(p)))
+        return first + out
 
     def direction_choices(self, path: str | os.PathLike) -> list[tuple[str, str]]:
         """(label, generator network) for each direction of a checkpoint's model, e.g. ("horse → zebra (G_AB)", "G_AB")."""

@@ -38,11 +38,11 @@ def _run(tmp_path, h2z, steps, sub="run", resume=None):
 
 
 def test_distillation_learns_resumes_exactly_and_makes_a_normal_checkpoint(tmp_path, h2z):
-    events, straight = _run(tmp_path, h2z, 6, "straight")
+    events, straight = _run(tmp_path, h2z, 4, "straight")
     losses = [sum(e.losses.values()) for e in events if e.kind == "step"]
-    assert len(losses) == 6 and losses[-1] < losses[0]
-    _, half = _run(tmp_path, h2z, 3, "half")
-    _, resumed = _run(tmp_path, h2z, 6, "half", resume=half)
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    _, half = _run(tmp_path, h2z, 2, "half")
+    _, resumed = _run(tmp_path, h2z, 4, "half", resume=half)
     a, b = ckpt.load(straight)[0], ckpt.load(resumed)[0]
     for k in (k for k in a if k.startswith(("G_AB.", "G_BA."))):
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
@@ -56,6 +56,18 @@ def test_distillation_learns_resumes_exactly_and_makes_a_normal_checkpoint(tmp_p
     assert translate(student, photo, "AB")["output"].shape == photo.shape
     report = export_onnx(straight, tmp_path / "student.onnx", int8=True, latency_repeats=0, psnr_min_db=0)
     assert report["parity_max_abs_diff"] <= 1e-4 and report["int8_psnr_db"] > 20
+
+    # Shipped as the Translate tab's default: a compact fp16 file that asks to come first in its task's list.
+    import shutil
+    from gancore.inference import export_weights, header_summary
+    from studio.services import Services
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shutil.copy(TEACHER, weights / "horse2zebra.safetensors")
+    export_weights(straight, weights / "horse2zebra_student.safetensors", header={"studio_default": "translate"})
+    assert header_summary(weights / "horse2zebra_student.safetensors")["distilled"]["step"] == 4
+    listed = Services(weights_dir=weights, runs_dir=tmp_path / "runs").list_checkpoints("translate")
+    assert [Path(p).name for _, p in listed] == ["horse2zebra_student.safetensors", "horse2zebra.safetensors"]
 
 
 def test_perceptual_features_come_from_the_pretrained_network():
