@@ -6,7 +6,6 @@ fake camera instead (tests/test_live_browser.py); the engine side is in tests/te
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

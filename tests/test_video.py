@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from clips import pan_clip, pan_frames, write_clip
+from clips import pan_frames, write_clip
 from conftest import ROOT
 from gancore import video
 from gancore.errors import BadInput, TooLarge, Unsupported
