@@ -36,7 +36,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cases = [("horse2zebra D_B, 64x64", load_model("weights/horse2zebra.safetensors").D.D_B,
+    cases = [("horse2zebra D_B, 64x64", load_model("weights/horse2zebra.safetensors").discriminator("AB"),
               torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1),
              ("maskrec D, 28x28", load_model("weights/maskrec_mnist.safetensors").D,
               to_tensor(load_mnist("test")[0][0]).unsqueeze(0))]

@@ -33,7 +33,7 @@ def setup():
         s = Services(weights_dir=d / "none", runs_dir=d / ("runs-" + kind))
         name = {{"zip_bomb_studio": "zip_bomb.zip", "zip_liar_studio": "zip_member_liar.zip",
                  "zip_many_big": "many_big.zip", "zip_stream_big": "stream_big.zip"}}[kind]
-        run = lambda: s.start_training("dcgan", data="upload", upload=str(d / "zips" / name), steps=1, batch_size=2)
+        run = lambda: s.start_training(model="dcgan", data="upload", upload=str(d / "zips" / name), steps=1, batch_size=2)
     elif kind in ("png_bomb_service", "png_bomb_mid_service", "photo_16mp_service"):
         from fastapi.testclient import TestClient
         from gancore import serve

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from gancore import registry  # noqa: E402
 from gancore.export import export_onnx  # noqa: E402
-from gancore.runtime import OnnxGenerator, cpu_threads  # noqa: E402
+from gancore.onnx_runtime import OnnxGenerator, cpu_threads  # noqa: E402
 
 H2Z_TEST = ROOT.parent / "shared" / "datasets" / "horse2zebra" / "testA"
 
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
                    for p in ("fp32", "int8")}
         fp32 = OnnxGenerator(tmp / f"{name}_fp32.onnx", threads=args.threads)
         int8 = OnnxGenerator(tmp / f"{name}_int8.onnx", threads=args.threads)
-        net = model.G.G_AB if name == "cyclegan" else model.G
+        net = model.generator()
         cfg = model.config
         if name in ("mlp", "dcgan"):
             shapes = [(b, cfg.latent_dim) for b in (1, 16)]

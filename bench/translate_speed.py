@@ -38,7 +38,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     x = torch.rand(1, 3, 256, 256) * 2 - 1
-    shipped = load_model(SHIPPED).G.G_AB
+    shipped = load_model(SHIPPED).generator("AB")
     paper = ResnetGenerator(CycleGANConfig(base_channels=64, res_blocks=9, upsample="transposed")).eval()
     rows = []
     with torch.no_grad():
@@ -46,7 +46,7 @@ def main():
         rows.append(("shipped generator (32 ch, 9 blocks), PyTorch eager", *timed(lambda: shipped(x), a.runs)))
     try:
         from gancore.export import export_onnx
-        from gancore.runtime import OnnxGenerator
+        from gancore.onnx_runtime import OnnxGenerator
         with tempfile.TemporaryDirectory() as d:
             export_onnx(str(SHIPPED), f"{d}/g.onnx", network="G_AB")
             ort = OnnxGenerator(f"{d}/g.onnx", threads=a.threads)

@@ -269,3 +269,71 @@ def restore_optimizer(name: str, opt: torch.optim.Optimizer, tensors: dict[str, 
         pid, key = k.split(".", 1)
         state.setdefault(int(pid), {})[key] = v
     opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training state: everything exact resume needs, in one file
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    import random
+
+    import numpy as np
+    py = random.getstate()
+    np_state = np.random.get_state()
+    tensors = {"rng.torch": torch.get_rng_state(), "rng.numpy": torch.from_numpy(np_state[1].astype(np.int64))}
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    meta = {"python": [py[0], list(py[1]), py[2]], "numpy_pos": int(np_state[2])}
+    return tensors, meta
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    import random
+
+    import numpy as np
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    np.random.set_state(("MT19937", tensors["rng.numpy"].numpy().astype(np.uint32), meta["numpy_pos"], 0, 0.0))
+    py = meta["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def save_training_state(path, model, ema_networks: dict, optimizers: dict, scaler, position: dict,
+                        train_config: dict, model_config_json: str) -> Path:
+    """A resumable checkpoint: weights, EMA copies, optimizer state, model extras (e.g. history pools), RNG
+    states, and `position` (step, epoch, batch_in_epoch, elapsed_s, finished) with the train config."""
+    tensors = {}
+    for name, net in model.networks().items():
+        tensors.update({f"{name}.{k}": v for k, v in net.state_dict().items()})
+    for name, net in ema_networks.items():
+        tensors.update({f"ema.{name}.{k}": v for k, v in net.state_dict().items()})
+    groups = {}
+    for name, opt in optimizers.items():
+        t, g = optimizer_tensors(name, opt)
+        tensors.update(t)
+        groups[name] = g
+    tensors.update(model.extra_tensors())
+    rng_t, rng_meta = rng_state()
+    tensors.update(rng_t)
+    state = {**position, "train_config": train_config, "param_groups": groups, "rng": rng_meta,
+             "scaler": scaler.state_dict() if scaler is not None else None}
+    return save(path, tensors, {"model_type": model.model_type, "model_config": model_config_json,
+                                "train_state": json.dumps(state)})
+
+
+def restore_training_state(tensors: dict, state: dict, model, ema_networks: dict, optimizers: dict, scaler,
+                           device) -> dict:
+    """Load what `save_training_state` wrote into live objects; returns the saved position."""
+    for name, net in model.networks().items():
+        load_state(net, subdict(tensors, name), name, "resume checkpoint")
+    if any(k.startswith("ema.") for k in tensors):
+        for name, net in ema_networks.items():
+            load_state(net, subdict(tensors, f"ema.{name}"), f"ema.{name}", "resume checkpoint")
+    for name, opt in optimizers.items():
+        restore_optimizer(name, opt, tensors, state["param_groups"][name])
+    model.load_extra_tensors({k: v.to(device) for k, v in tensors.items() if k.startswith("extra.")})
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(tensors, state["rng"])
+    return {k: state.get(k, 0) for k in ("step", "epoch", "batch_in_epoch", "elapsed_s")}

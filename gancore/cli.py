@@ -87,6 +87,7 @@ def cmd_train(args) -> int:
     entry = registry.get(train_cfg.model)
     model_cfg = dataclasses.replace(entry.config_cls(), **_parse_sets(args.set, entry.config_cls))
     trainer = Trainer(train_cfg, model_cfg, resume=args.resume)
+    signalled = _stop_on_signals(trainer)
     try:
         from tqdm import tqdm
         bar = tqdm(total=1000, unit="‰", disable=args.quiet or not sys.stderr.isatty())
@@ -116,7 +117,24 @@ def cmd_train(args) -> int:
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return 128 + signalled[0] if signalled else 0
+
+
+def _stop_on_signals(trainer) -> list:
+    """SIGTERM (a container stop) and Ctrl-C end the run after the current step; it saves and reports as
+    usual. A second Ctrl-C aborts at once (the checkpoint of at most a minute ago stays)."""
+    import signal
+    got: list = []
+
+    def handler(signum, frame):
+        if got and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        got.append(signum)
+        print(f"\n{signal.Signals(signum).name}: stopping after this step and saving...", file=sys.stderr, flush=True)
+        trainer.stop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+    return got
 
 
 def cmd_sample(args) -> int:

@@ -21,9 +21,12 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Build `cls` from a dict: unknown keys are an error, missing keys take their defaults.
 
     A config whose defaults changed lists the old values in `LEGACY_DEFAULTS`: a saved config without such a
-    key was written before the key existed, so it gets the behaviour it was trained with.
+    key was written before the key existed, so it gets the behaviour it was trained with. Keys in
+    `REMOVED_SETTINGS` (settings a later version dropped) are ignored.
     """
     data = {**getattr(cls, "LEGACY_DEFAULTS", {}), **data}
+    # Settings a later version removed (`REMOVED_SETTINGS`) are dropped from files saved before.
+    data = {k: v for k, v in data.items() if k not in getattr(cls, "REMOVED_SETTINGS", ())}
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:

@@ -23,6 +23,7 @@ import torch
 from PIL import Image, ImageFile
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 from gancore.errors import BadInput, TooLarge
+from gancore.imaging import to_rgb_or_grey, to_tensor, to_uint8  # noqa: F401  (re-exported)
 
 log = logging.getLogger("gancore.data")
 ASSETS = Path(__file__).parent / "assets"
@@ -71,20 +72,6 @@ def load_mnist(split: str = "train", root: Path = MNIST_DIR) -> tuple[np.ndarray
     images = read_idx(Path(root) / f"{prefix}-images-idx3-ubyte.gz")
     labels = read_idx(Path(root) / f"{prefix}-labels-idx1-ubyte.gz")
     return images, labels
-
-
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 HWC or HW -> float CHW in [-1, 1]."""
-    t = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True))
-    if t.ndim == 2:
-        t = t.unsqueeze(-1)
-    return t.permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float [-1, 1] (N, C, H, W) or (C, H, W) -> uint8 NHWC / HWC numpy."""
-    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.movedim(-3, -1).cpu().numpy()
 
 
 class MNISTDataset(Dataset):
@@ -149,23 +136,6 @@ def open_image(path_or_file, max_pixels: int = MAX_IMAGE_PIXELS, name: str | Non
     except Exception as e:    # a damaged file can make a decoder raise almost anything
         kind = "truncated or damaged" if isinstance(e, (OSError, EOFError, SyntaxError)) else "damaged"
         raise DataError(f"{name}: not a readable image ({kind}: {e.__class__.__name__})") from None
-
-
-def to_rgb_or_grey(im: Image.Image, channels: int) -> Image.Image:
-    """Grey, palette, RGBA (composited on white), 16-bit and float grey, CMYK -> 'L' or 'RGB'."""
-    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
-        # PIL's own convert clips 16-bit values at 255 (an almost white picture): scale them instead.
-        a = np.asarray(im, dtype=np.float64)
-        if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
-            a = a / 257.0
-        elif im.mode == "F" and a.max(initial=0) <= 1.0:
-            a = a * 255.0
-        im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
-    if im.mode in ("RGBA", "LA", "P") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(bg, im)
-    return im.convert("L" if channels == 1 else "RGB")
 
 
 def resize_crop(im: Image.Image, size: int, load_size: int | None = None, rng: random.Random | None = None,
@@ -436,7 +406,8 @@ def make_dataset(train_cfg, model_cfg) -> Dataset:
     """The dataset a TrainConfig names, shaped for the model config."""
     size, ch = model_cfg.image_size, model_cfg.image_channels
     limit = train_cfg.data_limit or None
-    translate = hasattr(model_cfg, "lambda_cycle")
+    from gancore import catalog
+    translate = catalog.task_of(train_cfg.model) == "translate"    # unpaired A/B image sets
     if train_cfg.data == "synthetic":
         return SyntheticDataset(n=limit or 64, image_size=size, channels=ch, paired_domains=translate)
     if translate:

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 import torch.nn.functional as F
 from torch import nn
 
 from gancore import checkpoint as ckpt
+from gancore.errors import BadInput, Unsupported
 from gancore.data import ASSETS, load_mnist
 
 CLASSIFIER_PATH = ASSETS / "mnist_classifier.safetensors"
@@ -158,7 +160,7 @@ def generate_images(model, n: int, seed: int = 0, batch: int = 500) -> torch.Ten
     out = []
     for i in range(0, n, batch):
         z = model.noise(min(batch, n - i), generator=g)
-        out.append(model.generate(z).float())
+        out.append(model.generator()(z).float())
     return torch.cat(out)
 
 
@@ -256,6 +258,6 @@ def evaluate(checkpoint, n: int = 10000, data_a=None, data_b=None, device: str =
         return {"checkpoint": str(checkpoint), **digit_metrics(imgs)}
     if model.task == "translate":
         if not (data_a and data_b):
-            raise ValueError("translation eval needs --test-a and --test-b folders (e.g. horse2zebra testA/testB)")
+            raise BadInput("translation eval needs --test-a and --test-b folders (e.g. horse2zebra testA/testB)")
         return {"checkpoint": str(checkpoint), **translation_metrics(model, data_a, data_b, device)}
-    raise ValueError(f"no eval defined for {model.model_type}")
+    raise Unsupported(f"no eval defined for {model.model_type}")

@@ -23,8 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
+
 from gancore.errors import BadInput
+from gancore.imaging import gaussian_blur
 
 GRADIENT_METHODS = ("saliency", "integrated_gradients", "occlusion")
 
@@ -155,18 +158,6 @@ def gradient_attribution(discriminator: nn.Module, image: torch.Tensor, method: 
 # ----------------------------------------------------------------------------------------------------
 # Learned mask (GNNExplainer on pixels)
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    c = x.shape[1]
-    pad = min(radius, x.shape[-1] - 1, x.shape[-2] - 1)
-    x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c, padding=(0, radius - pad))
-    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c, padding=(radius - pad, 0))
-
-
 def learned_mask(discriminator: nn.Module, image: torch.Tensor, epochs: int = 50, lr: float = 0.01,
                  sparsity: float = 1.0, smoothness: float = 0.5, mask_scale: int = 4,
                  temperature: float = 0.05, seed: int = 0) -> Explanation:
@@ -189,7 +180,7 @@ def learned_mask(discriminator: nn.Module, image: torch.Tensor, epochs: int = 50
         with torch.no_grad():
             score = float(f(x))
         target = torch.tensor([1.0 if score >= 0 else 0.0])
-        background = _blur(x, sigma=max(1.0, min(h, w) / 10))
+        background = gaussian_blur(x, sigma=max(1.0, min(h, w) / 10), border="reflect")
         # Start slightly on the "keep" side with a little noise (GNNExplainer initialises randomly).
         logits = (0.02 + 0.01 * torch.randn(1, 1, gh, gw, generator=g)).requires_grad_(True)
         opt = torch.optim.Adam([logits], lr=lr)
@@ -230,18 +221,17 @@ def cyclegan_maps(model, image: torch.Tensor, direction: str = "AB", realness: b
     [0, 1] and upsampled; pass realness=False when the checkpoint holds no discriminators
     (`has_discriminators`), since an unloaded D is only its random initialisation.
     """
-    from gancore.inference import run_padded
+    from gancore.imaging import run_padded
 
     x = _check_image(image)
-    if direction not in ("AB", "BA"):
-        raise ExplainError("direction must be 'AB' or 'BA'")
-    fwd, back = (model.G.G_AB, model.G.G_BA) if direction == "AB" else (model.G.G_BA, model.G.G_AB)
-    y = run_padded(fwd, x)
-    rec = run_padded(back, y)
+    direction = model.direction(direction)
+    fwd, back = model.generator(direction), model.generator(model.inverse(direction))
+    y = run_padded(fwd, x, model.size_multiple)
+    rec = run_padded(back, y, model.size_multiple)
     out = {"output": y, "reconstruction": rec,
            "change": (y - x).abs().mean(1)[0].clamp(0, 2).div(2).numpy(),
            "cycle_error": (rec - x).abs().mean(1)[0].clamp(0, 2).div(2).numpy()}
-    d_target = model.D.D_B if direction == "AB" else model.D.D_A
+    d_target = model.discriminator(direction, "output")
     if realness:
         pred = d_target(y).float()                                  # (1, 1, h', w') patch scores
         out["realness"] = F.interpolate(pred.clamp(0, 1), size=x.shape[-2:], mode="nearest")[0, 0].numpy()
@@ -249,11 +239,12 @@ def cyclegan_maps(model, image: torch.Tensor, direction: str = "AB", realness: b
     return {k: (v.astype(np.float32) if isinstance(v, np.ndarray) else v) for k, v in out.items()}
 
 
-def has_discriminators(path) -> bool:
-    """Whether a checkpoint file holds discriminator weights (reads tensor names only)."""
+def has_discriminators(model, path) -> bool:
+    """Whether a checkpoint file holds weights for the model's discriminators (reads tensor names only)."""
     from safetensors import safe_open
+    names = tuple(f"{n}." for n in model.networks() if n not in model.generator_networks())
     with safe_open(str(path), framework="pt") as f:
-        return any(k.startswith(("D.", "D_A.", "D_B.")) for k in f.keys())
+        return any(k.startswith(names) for k in f.keys())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -354,3 +345,123 @@ def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.5, colorbar:
     if label:
         draw.text((x_text, h // 2 - 6), label[:5], fill=(0, 0, 0))
     return np.asarray(canvas)
+
+
+# ----------------------------------------------------------------------------------------------------
+# One picture, one method: what the studio's Explain tab shows (uint8 overlays, captions, figures)
+
+DISCRIMINATOR_METHODS = {"Saliency": "saliency", "Integrated Gradients": "integrated_gradients",
+                         "Occlusion": "occlusion", "Learned mask": "learned_mask"}
+CYCLEGAN_METHODS = {"PatchGAN real/fake map": "realness", "Change |output - input|": "change",
+                    "Cycle error": "cycle_error"}
+LATENT_METHOD = "Latent directions (SeFa)"
+ALL_METHODS = list(DISCRIMINATOR_METHODS) + list(CYCLEGAN_METHODS) + [LATENT_METHOD]
+EXPLAIN_MAX_SIDE = 128      # photos are explained at this longer side: gradient methods stay near 1 s on CPU
+
+
+def methods_for(model) -> list[str]:
+    task = getattr(model, "task", "")
+    methods = list(DISCRIMINATOR_METHODS)
+    if task == "translate":
+        methods = list(CYCLEGAN_METHODS) + methods
+    if task == "noise":
+        methods = methods + [LATENT_METHOD]
+    return methods
+
+
+def prepare(model, image):
+    """User image -> (1, C, H, W) tensor in the model's format, and the uint8 image it shows."""
+    from gancore.imaging import small_square, to_tensor
+    if image is None:
+        raise ExplainError("Choose an image first: upload one, pick an example, or generate one.")
+    cfg = model.config
+    if model.task != "translate":
+        shown, _ = small_square(image, cfg.image_size, cfg.image_channels)
+        return to_tensor(shown).unsqueeze(0), shown
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise ExplainError("That does not look like an image.")
+    pil = Image.fromarray(arr.astype(np.uint8)).convert("L" if cfg.image_channels == 1 else "RGB")
+    s = min(1.0, EXPLAIN_MAX_SIDE / max(pil.size))
+    m = max(1, model.size_multiple)
+    w, h = max(8, round(pil.width * s)) // m * m, max(8, round(pil.height * s)) // m * m
+    shown = np.asarray(pil.resize((w, h), Image.BICUBIC))
+    return to_tensor(shown).unsqueeze(0), shown
+
+
+def generate(model, seed: int = 0) -> np.ndarray:
+    """A fresh sample from a noise model (uint8)."""
+    from gancore.inference import sample
+    if getattr(model, "task", "") != "noise":
+        raise ExplainError("Only noise models generate images; upload an image instead.")
+    return sample(model, n=1, seed=int(seed))[0].squeeze()
+
+
+def explain_one(model, image, method: str, opacity: float = 0.5, direction: str = "AB", epochs: int = 50,
+                lr: float = 0.01, seed: int = 0, has_discriminator: bool = True) -> dict:
+    """One method on one image: {"overlay": uint8, "heatmap": float (H, W), "caption": str, "info": dict}."""
+    if method == LATENT_METHOD:
+        return latent_directions(model, seed, opacity)[0]
+    x, shown = prepare(model, image)
+    if method in CYCLEGAN_METHODS:
+        if getattr(model, "task", "") != "translate":
+            raise ExplainError(f"{method} needs a CycleGAN model.")
+        key = CYCLEGAN_METHODS[method]
+        if key == "realness" and not has_discriminator:
+            raise ExplainError("This checkpoint holds no discriminators, so it has no real/fake map.")
+        maps = cyclegan_maps(model, x, direction, realness=key == "realness")
+        heat = maps[key]
+        if key == "realness":
+            info = {"realness_mean": round(maps["realness_mean"], 3)}
+            caption = f"{method} (mean {maps['realness_mean']:.2f}; 1 = looks real)"
+        else:
+            # Absolute units (share of the value range) in the caption; the display is scaled to its maximum.
+            info = {"mean": round(float(heat.mean()), 4), "max": round(float(heat.max()), 4)}
+            caption = f"{method}: mean {heat.mean() * 100:.1f} %, max {heat.max() * 100:.0f} % of the value range"
+            heat = heat / max(float(heat.max()), 1e-6)
+        base = ((maps["output"][0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy() \
+            if key == "realness" else shown
+        return {"overlay": overlay(base, heat, opacity), "heatmap": heat, "caption": caption, "info": info}
+    if method not in DISCRIMINATOR_METHODS:
+        raise ExplainError(f"Unknown method {method!r}.")
+    if not has_discriminator:
+        raise ExplainError("This checkpoint holds no discriminator, so there is no decision to explain.")
+    key = DISCRIMINATOR_METHODS[method]
+    kwargs = {"epochs": int(epochs), "lr": float(lr)} if key == "learned_mask" else {}
+    # The discriminator that judges the explained image (CycleGAN: the one of the input's domain).
+    e = explain(model.discriminator(direction if model.directions().get(direction) else None, "input"),
+                   x, key, **kwargs)
+    info = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.info.items()}
+    caption = f"{method}: D score {e.info['score']:+.2f} ({'real' if e.info['score'] >= 0 else 'fake'})"
+    if "delta" in e.info:
+        caption += f", completeness delta {e.info['delta']:.3g}"
+    if "kept_share" in e.info:
+        caption += f", keeps {e.info['kept_share'] * 100:.0f} % of the image, decision kept: {e.info['decision_kept']}"
+    return {"overlay": overlay(shown, e.heatmap, opacity), "heatmap": e.heatmap, "caption": caption, "info": info}
+
+
+def latent_directions(model, seed: int = 0, opacity: float = 0.5, k: int = 4) -> list[dict]:
+    """Which pixels each of the top-k SeFa directions moves, for the sample drawn with `seed`."""
+    from gancore.imaging import seeded
+    from gancore.latent import sefa_directions
+    if getattr(model, "task", "") != "noise":
+        raise ExplainError("Latent directions need a noise model (MLP GAN or DCGAN).")
+    z = model.noise(1, generator=seeded(seed))
+    dirs, _ = sefa_directions(model.generator(), k)
+    maps = direction_maps(model.generator(), z, dirs, step=2.0)
+    shown = generate(model, seed)
+    return [{"overlay": overlay(shown, m, opacity), "heatmap": m, "caption": f"SeFa direction {i}", "info": {}}
+            for i, m in enumerate(maps)]
+
+
+def compare(model, image, methods: list[str], opacity: float = 0.5, direction: str = "AB",
+            has_discriminator: bool = True) -> list[dict]:
+    """Several methods side by side (same image, same opacity)."""
+    if not methods:
+        raise ExplainError("Pick at least one method to compare.")
+    out = []
+    for m in methods:
+        if m == LATENT_METHOD:
+            continue
+        out.append(explain_one(model, image, m, opacity, direction, has_discriminator=has_discriminator))
+    return out

@@ -36,13 +36,13 @@ import torch
 from gancore import __version__
 from gancore.config import to_json
 from gancore.errors import BadInput
+from gancore.onnx_runtime import session
 
 OPSET = 17
 PARITY_TOL = 1e-4                  # max abs difference on [-1, 1] outputs, fp32
 INT8_PSNR_MIN_DB = 30.0            # int8 against fp32 output, held-out inputs
 FORMAT = "gancore-onnx"
 FORMAT_VERSION = "1"
-EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"   # photos the product ships
 
 
 class ExportError(BadInput):
@@ -50,170 +50,8 @@ class ExportError(BadInput):
 
 
 # ----------------------------------------------------------------------------------------------------
-# What each model type exports
-
-def _spec(model, network: str | None) -> dict:
-    """The network to export, its input, dynamic axes and the processing contract for the metadata."""
-    cfg = model.config
-    kind = model.model_type
-    if model.task == "noise":
-        if network not in (None, "G"):
-            raise ExportError(f"{kind} has one generator, 'G'; got network={network!r}")
-        c, s = cfg.image_channels, cfg.image_size
-        return {
-            "module": model.G, "network": "G", "input_name": "z", "output_name": "image",
-            "input_shape": [cfg.latent_dim], "dynamic_axes": {"z": {0: "batch"}, "image": {0: "batch"}},
-            "contract": {
-                "input": {"name": "z", "shape": ["batch", cfg.latent_dim], "dtype": "float32",
-                          "distribution": "standard normal N(0, 1); scale by a truncation factor <= 1 for safer samples"},
-                "output": _image_out(c, [s, s]),
-            }}
-    if kind == "cyclegan":
-        network = network or "G_AB"
-        if network not in ("G_AB", "G_BA"):
-            raise ExportError(f"cyclegan exports 'G_AB' (A to B) or 'G_BA' (B to A); got network={network!r}")
-        mult = getattr(model.G.G_AB, "size_multiple", 4)
-        c = cfg.image_channels
-        return {
-            "module": getattr(model.G, network), "network": network, "input_name": "image", "output_name": "image_out",
-            "dynamic_axes": {"image": {0: "batch", 2: "height", 3: "width"},
-                             "image_out": {0: "batch", 2: "height", 3: "width"}},
-            "size_multiple": mult,
-            "contract": {
-                "input": {**_image_in(c, ["height", "width"]), "size_multiple": mult,
-                          "domain": "A" if network == "G_AB" else "B",
-                          "preprocess": f"resize so the shorter side is about {cfg.image_size} px (the training "
-                                        f"size), reflect-pad height and width to multiples of {mult}, "
-                                        "scale pixels with x / 127.5 - 1"},
-                "output": {**_image_out(c, ["height", "width"]),
-                           "postprocess": "crop the padding away, (y + 1) * 127.5 rounded and clipped to 0..255, "
-                                          "resize back to the photo's size"},
-            }}
-    if kind == "maskrec":
-        if network not in (None, "G"):
-            raise ExportError(f"maskrec has one generator, 'G'; got network={network!r}")
-        c, s = cfg.image_channels, cfg.image_size
-        inp = _image_in(c + 1, [s, s])
-        inp["channels"] = ("grey" if c == 1 else "RGB") + " image with hidden pixels set to 0, then the mask (1 = hidden)"
-        return {
-            "module": model.G, "network": "G", "input_name": "masked_image", "output_name": "fill",
-            "dynamic_axes": {"masked_image": {0: "batch"}, "fill": {0: "batch"}},   # fixed size: a dense layer inside
-            "contract": {
-                "input": inp,
-                "output": {**_image_out(c, [s, s]),
-                           "postprocess": "composite: image * (1 - mask) + fill * mask, then to uint8"},
-            }}
-    raise ExportError(f"no ONNX export for model type {kind!r}")
-
-
-def _image_in(channels: int, hw: list) -> dict:
-    return {"shape": ["batch", channels, *hw], "dtype": "float32", "layout": "NCHW",
-            "channels": "grey" if channels == 1 else "RGB", "range": [-1.0, 1.0], "scale": "x / 127.5 - 1"}
-
-
-def _image_out(channels: int, hw: list) -> dict:
-    return {"shape": ["batch", channels, *hw], "dtype": "float32", "layout": "NCHW",
-            "channels": "grey" if channels == 1 else "RGB", "range": [-1.0, 1.0],
-            "to_uint8": "round((y + 1) * 127.5), clipped to 0..255"}
-
-
-# ----------------------------------------------------------------------------------------------------
-# Real inputs for parity, calibration and PSNR
-
-def _load_photo(path_or_array, size: int, channels: int) -> np.ndarray:
-    """Photo -> (C, size, size) float32 in [-1, 1]: shorter side to `size`, centre crop."""
-    from PIL import Image
-    from gancore.data import open_image, to_rgb_or_grey
-    im = path_or_array if isinstance(path_or_array, Image.Image) else (
-        Image.fromarray(np.asarray(path_or_array, dtype=np.uint8)) if isinstance(path_or_array, np.ndarray)
-        else open_image(path_or_array))
-    im = to_rgb_or_grey(im, channels)
-    s = size / min(im.size)
-    im = im.resize((max(size, round(im.width * s)), max(size, round(im.height * s))), Image.BICUBIC)
-    left, top = (im.width - size) // 2, (im.height - size) // 2
-    a = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.float32) / 127.5 - 1
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)   # HWC -> CHW
-
-
-def _synthetic_photo(size: int, channels: int, seed: int) -> np.ndarray:
-    """Smooth random image, only when no real photo is available (the report says so)."""
-    g = torch.Generator().manual_seed(seed)
-    low = torch.rand(1, channels, 6, 6, generator=g) * 2 - 1
-    return torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic").clamp(-1, 1)[0].numpy()
-
-
-def _bundled_examples(domain: str) -> tuple[list[Path], list[Path]]:
-    """(photos of the input domain, photos of the other domain) the product ships."""
-    if not EXAMPLES_DIR.is_dir():
-        return [], []
-    horses, zebras = sorted(EXAMPLES_DIR.glob("horse_*.jpg")), sorted(EXAMPLES_DIR.glob("zebra_*.jpg"))
-    return (horses, zebras) if domain == "A" else (zebras, horses)
-
-
-def _inputs(model, spec: dict, calibration_images, held_out_images, seed: int) -> dict:
-    """{"parity": array, "calibration": [arrays (1, ...)], "held_out": [arrays], "source": words}."""
-    cfg = model.config
-    if model.task == "noise":
-        z = lambda n, s: model.noise(n, generator=torch.Generator().manual_seed(s)).numpy()   # noqa: E731
-        # Calibrate on the generator's own input distribution; hold out other seeds.
-        return {"parity": z(16, seed), "calibration": [z(16, seed + 1 + i) for i in range(8)],
-                "held_out": [z(16, seed + 100 + i) for i in range(4)], "source": "random z ~ N(0, 1)"}
-
-    if model.model_type == "maskrec":
-        c, s = cfg.image_channels, cfg.image_size
-        if calibration_images is None and c == 1:
-            from gancore.data import load_mnist
-            digits = load_mnist("test")[0]   # the model's own data (shipped MNIST), test split
-            imgs = [_load_photo(d, s, 1) for d in digits[:96]]
-            source = "MNIST test digits with random masks"
-        else:
-            paths = list(calibration_images or []) + list(held_out_images or [])
-            if not paths:
-                paths = sum(_bundled_examples("A"), [])
-            imgs = [_load_photo(p, s, c) for p in paths] or [_synthetic_photo(s, c, seed + i) for i in range(8)]
-            source = "given photos with random masks" if calibration_images else "bundled photos with random masks"
-        from gancore.models.maskrec import generator_input
-        x = torch.from_numpy(np.stack(imgs))
-        masks = model.sample_masks(len(x), generator=torch.Generator().manual_seed(seed))
-        gin = generator_input(x, masks.to(x.dtype)).numpy()
-        k = max(1, len(gin) // 4)
-        held, cal = gin[:k], gin[k:] if len(gin) > k else gin
-        return {"parity": held[:16], "calibration": [cal[i:i + 16] for i in range(0, len(cal), 16)],
-                "held_out": [held[i:i + 16] for i in range(0, len(held), 16)], "source": source}
-
-    # CycleGAN: real photos of the input domain (given, or the ones the studio ships).
-    c, s = cfg.image_channels, cfg.image_size
-    domain = spec["contract"]["input"]["domain"]
-    own, other = _bundled_examples(domain)
-    held_paths, cal_paths = own[:1], own[1:] + other
-    source = f"the bundled example photos ({', '.join(p.name for p in own + other)})"
-    if held_out_images is not None:
-        held_paths, source = list(held_out_images), "given held-out photos, calibrated on " + (
-            "given photos" if calibration_images is not None else source)
-        cal_paths = own + other
-    if calibration_images is not None:
-        cal_paths = list(calibration_images)
-        if held_out_images is None:
-            source = "given calibration photos, held-out: " + source
-    held = [_load_photo(p, s, c)[None] for p in held_paths]
-    cal = [_load_photo(p, s, c)[None] for p in cal_paths]
-    if not held:
-        held = [_synthetic_photo(s, c, seed)[None]]
-        cal = cal or [_synthetic_photo(s, c, seed + 1 + i)[None] for i in range(4)]
-        source = "synthetic smooth images (no photos given and no bundled examples found)"
-    return {"parity": held[0], "calibration": cal, "held_out": held, "source": source}
-
-
-# ----------------------------------------------------------------------------------------------------
-# ONNX Runtime helpers
-
-def _session(path: str | os.PathLike):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
+# ONNX Runtime helpers (what to export and its example inputs come from the model: `export_spec`,
+# `example_inputs`)
 
 def _run(sess, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)})[0]
@@ -238,20 +76,20 @@ def _latency_ms(fn, x, repeats: int) -> float:
 # ----------------------------------------------------------------------------------------------------
 # Export
 
-def _torch_export(module, example: torch.Tensor, path: str, spec: dict) -> str:
+def _torch_export(module, example: torch.Tensor, path: str, spec) -> str:
     """Write the graph; returns which exporter produced it."""
-    names = dict(input_names=[spec["input_name"]], output_names=[spec["output_name"]])
+    names = dict(input_names=[spec.input_name], output_names=[spec.output_name])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (example,), path, opset_version=OPSET, dynamo=False,
-                              dynamic_axes=spec["dynamic_axes"], do_constant_folding=True, **names)
+                              dynamic_axes=spec.dynamic_axes, do_constant_folding=True, **names)
         return "torchscript"
     except Exception as first:  # the legacy exporter may be gone in a later torch: use dynamo
         from torch.export import Dim
         shapes = {0: Dim("batch", min=1, max=4096)}
-        if "size_multiple" in spec:
-            m = spec["size_multiple"]
+        if spec.size_multiple:
+            m = spec.size_multiple
             shapes.update({2: m * Dim("height_div", min=2, max=4096), 3: m * Dim("width_div", min=2, max=4096)})
         try:
             prog = torch.onnx.export(module, (example,), dynamo=True, opset_version=max(OPSET, 18),
@@ -276,23 +114,18 @@ def _write_metadata(path: str, props: dict[str, str]) -> None:
     onnx.save(m, path)   # one file: these models are far below protobuf's 2 GB limit
 
 
-def _quantize(fp32_path: str, out_path: str, model, calibration: list[np.ndarray], input_name: str) -> dict:
+def _quantize(fp32_path: str, out_path: str, spec, calibration: list[np.ndarray]) -> dict:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self._it = iter([{input_name: np.ascontiguousarray(x, dtype=np.float32)} for x in calibration])
+            self._it = iter([{spec.input_name: np.ascontiguousarray(x, dtype=np.float32)} for x in calibration])
 
         def get_next(self):
             return next(self._it, None)
 
-    if model.model_type == "cyclegan":
-        ops, extra = ["Conv"], {"OpTypesToExcludeOutputQuantization": ["Conv"]}   # see the module docstring
-    elif model.model_type == "mlp":
-        ops, extra = ["Gemm", "MatMul"], {}
-    else:
-        ops, extra = ["Conv", "ConvTranspose", "Gemm", "MatMul"], {}
+    ops, extra = list(spec.quantize_ops), dict(spec.quantize_options)
     logging.disable(logging.WARNING)   # the quantiser logs advice on the root logger
     try:
         quantize_static(fp32_path, out_path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
@@ -310,7 +143,8 @@ def export_onnx(checkpoint, out: str | os.PathLike, int8: bool = False, network:
                 psnr_min_db: float = INT8_PSNR_MIN_DB, seed: int = 0, latency_repeats: int = 3) -> dict:
     """Export a generator to `out` and prove it. `checkpoint`: a .safetensors path or a loaded model.
 
-    network: "G_AB" (default) or "G_BA" for CycleGAN. calibration_images / held_out_images: photos (paths,
+    network: which direction, by its name or its network's ("AB" or "G_AB" (default), "BA" or "G_BA" for
+    CycleGAN; models with one generator have one). calibration_images / held_out_images: photos (paths,
     PIL images or uint8 arrays) for CycleGAN's parity, calibration and PSNR; by default the studio's
     bundled examples. Returns a report dict; raises ExportError when parity or the int8 PSNR misses.
     """
@@ -318,13 +152,16 @@ def export_onnx(checkpoint, out: str | os.PathLike, int8: bool = False, network:
     model = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_model(checkpoint)
     source_name = "" if isinstance(checkpoint, torch.nn.Module) else Path(checkpoint).name
     model = model.float().cpu().eval()
-    spec = _spec(model, network)
-    module = spec["module"]
+    try:
+        spec = model.export_spec(network)
+    except BadInput as e:
+        raise ExportError(str(e)) from None
+    module = spec.module
     out = Path(out)
     if out.suffix != ".onnx":
         raise ExportError(f"output file must end in .onnx, got {out.name!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = _inputs(model, spec, calibration_images, held_out_images, seed)
+    data = model.example_inputs(spec, calibration_images, held_out_images, seed)
     x = torch.from_numpy(np.ascontiguousarray(data["parity"], dtype=np.float32))
 
     t0 = time.perf_counter()
@@ -335,18 +172,18 @@ def export_onnx(checkpoint, out: str | os.PathLike, int8: bool = False, network:
             reference = module(x).numpy()
         meta = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "gancore_version": __version__,
-            "model_type": model.model_type, "task": model.task, "network": spec["network"],
+            "model_type": model.model_type, "task": model.task, "network": spec.network, "direction": spec.direction,
             "model_config": to_json(model.config), "source_checkpoint": source_name,
-            "input_name": spec["input_name"], "output_name": spec["output_name"],
-            "contract": json.dumps(spec["contract"], sort_keys=True), "opset": str(OPSET), "exporter": exporter,
+            "input_name": spec.input_name, "output_name": spec.output_name,
+            "contract": json.dumps(spec.contract, sort_keys=True), "opset": str(OPSET), "exporter": exporter,
         }
         _write_metadata(fp32_path, {**meta, "precision": "fp32"})
 
         # Parity: the file against PyTorch on the same real input.
-        fp32 = _session(fp32_path)
+        fp32 = session(fp32_path)
         got = _run(fp32, x.numpy())
         diff = float(np.abs(got - reference).max())
-        report = {"path": str(out), "model_type": model.model_type, "network": spec["network"],
+        report = {"path": str(out), "model_type": model.model_type, "network": spec.network,
                   "precision": "int8" if int8 else "fp32", "opset": OPSET, "exporter": exporter,
                   "inputs": data["source"], "parity_input_shape": list(x.shape),
                   "parity_max_abs_diff": diff, "parity_tol": parity_tol,
@@ -354,9 +191,9 @@ def export_onnx(checkpoint, out: str | os.PathLike, int8: bool = False, network:
         if not np.isfinite(diff) or diff > parity_tol:
             raise ExportError(f"parity check failed: ONNX Runtime output differs from PyTorch by {diff:.3g} "
                               f"(tolerance {parity_tol:g}) on {data['source']}")
-        if "size_multiple" in spec and x.shape[-1] >= 16:
+        if spec.size_multiple and x.shape[-1] >= 16:
             # A second size proves the dynamic height/width axes.
-            x2 = x[:1, :, : x.shape[2] // 2 - (x.shape[2] // 2) % spec["size_multiple"]]
+            x2 = x[:1, :, : x.shape[2] // 2 - (x.shape[2] // 2) % spec.size_multiple]
             with torch.no_grad():
                 d2 = float(np.abs(_run(fp32, x2.numpy()) - module(x2).numpy()).max())
             report["parity_max_abs_diff_other_size"] = d2
@@ -373,11 +210,11 @@ def export_onnx(checkpoint, out: str | os.PathLike, int8: bool = False, network:
         final = fp32_path
         if int8:
             q_path = os.path.join(tmp, "int8.onnx")
-            report["quantization"] = _quantize(fp32_path, q_path, model, data["calibration"], spec["input_name"])
+            report["quantization"] = _quantize(fp32_path, q_path, spec, data["calibration"])
             report["quantization"]["calibration_batches"] = len(data["calibration"])
             _write_metadata(q_path, {**meta, "precision": "int8",
                                      "quantization": json.dumps(report["quantization"], sort_keys=True)})
-            q = _session(q_path)
+            q = session(q_path)
             scores = [psnr(_run(fp32, h), _run(q, h)) for h in data["held_out"]]
             report["int8_psnr_db"] = round(float(np.mean(scores)), 2)
             report["int8_psnr_db_min"] = round(float(np.min(scores)), 2)

@@ -18,11 +18,9 @@ from PIL import Image
 
 from gancore import checkpoint as ckpt
 from gancore import registry
-from gancore.data import DataError, open_image, to_rgb_or_grey, to_tensor, to_uint8
-from gancore.errors import BadInput, Unsupported
+from gancore.errors import Unsupported
+from gancore.imaging import MAX_SIDE, prepare_photo, resize_to, run_padded, seeded, to_uint8
 
-MAX_SIDE = 1024           # translation works at most at this longer side; larger inputs are scaled down
-MAX_INPUT_PIXELS = 40_000_000
 MAX_SAMPLE_BATCH = 4096   # images per sample() call; more are drawn in batches (the CLI does)
 
 
@@ -121,81 +119,36 @@ def sample(model, n: int = 16, seed: int = 0, z: torch.Tensor | None = None, tru
     if z is None:
         from gancore.validate import check_count
         check_count("n (images to draw)", n, 1, MAX_SAMPLE_BATCH)
-        z = model.noise(n, generator=torch.Generator().manual_seed(int(seed))) * truncation
-    return to_uint8(model.generate(z.to(next(model.parameters()).device)))
+        z = model.noise(n, generator=seeded(seed)) * truncation
+    return to_uint8(model.generator()(z.to(next(model.parameters()).device)))
 
 
 # ----------------------------------------------------------------------------------------------------
 # Translation
 
-def _as_pil(image) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image
-    if isinstance(image, np.ndarray):
-        if image.ndim not in (2, 3) or image.size == 0:
-            raise DataError(f"expected an image array (H, W) or (H, W, C), got shape {image.shape}")
-        return Image.fromarray(image.astype(np.uint8))
-    return open_image(image)
+def translate_with(run, image, channels: int, image_size: int, size_multiple: int, run_back=None,
+                   scale: str = "model", max_side: int = MAX_SIDE) -> dict:
+    """Translate one photo with `run` (tensor (1, C, H, W) -> tensor): the one path the studio, the CLI and the
+    service share, so the same photo gives the same pixels everywhere.
 
-
-def prepare_for_translation(image, model, max_side: int = MAX_SIDE, scale: str = "model"):
-    """PIL or path -> (tensor (1, C, H', W'), original size, note). H', W' are padded by the caller.
-
-    scale="model": the shorter side goes to the model's training size (what it learned to see), the
-    result is resized back; scale="full": the photo is used at its own size (capped at max_side).
+    Returns {"output": uint8 HWC, "reconstruction": uint8 HWC or None, "note": str}.
     """
-    im = to_rgb_or_grey(_as_pil(image), model.config.image_channels)
-    w, h = im.size
-    label = f"{Path(image).name}: " if isinstance(image, (str, os.PathLike)) else ""   # name the file
-    if min(w, h) < 8:
-        raise DataError(f"{label}image is too small ({w}x{h}); it needs at least 8 pixels per side")
-    if max(w, h) / min(w, h) > 20:
-        raise DataError(f"{label}image is too elongated ({w}x{h}); the sides may differ at most 20 times")
-    note = ""
-    # The result keeps the photo's size, capped at max_side on its longer side.
-    out_w, out_h = w, h
-    if max(w, h) > max_side:
-        f = max_side / max(w, h)
-        out_w, out_h = max(1, round(w * f)), max(1, round(h * f))
-        note = f"scaled down from {w}x{h} to {out_w}x{out_h} (longest side at most {max_side} pixels)"
-    if scale == "model":
-        s = model.config.image_size / min(w, h)
-        s = min(s, max_side / max(w, h))
-    else:
-        s = min(1.0, max_side / max(w, h))
-    nw, nh = max(8, round(w * s)), max(8, round(h * s))
-    if (nw, nh) != (w, h):
-        im = im.resize((nw, nh), Image.BICUBIC)
-    return to_tensor(np.asarray(im)).unsqueeze(0), (out_w, out_h), note
-
-
-def run_padded(net, x: torch.Tensor, multiple: int = 4) -> torch.Tensor:
-    """Reflect-pad to a multiple of `multiple`, run, crop back."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if h > ph and w > pw else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return net(x)[..., :h, :w]
+    x, size_wh, note = prepare_photo(image, channels, image_size, max_side, scale)
+    y = run_padded(run, x, size_multiple)
+    rec = run_padded(run_back, y, size_multiple) if run_back is not None else None
+    return {"output": to_uint8(resize_to(y, size_wh)[0]), "note": note,
+            "reconstruction": to_uint8(resize_to(rec, size_wh)[0]) if rec is not None else None}
 
 
 @torch.no_grad()
 def translate(model, image, direction: str = "AB", cycle: bool = False, scale: str = "model",
               max_side: int = MAX_SIDE) -> dict:
-    """Translate one photo. Returns {"output": uint8 HWC, "reconstruction": uint8 HWC or None, "note": str}."""
+    """Translate one photo with a translation model (see `translate_with`)."""
     if model.task != "translate":
         raise Unsupported(f"{model.model_type} is not a translation model")
-    if direction not in ("AB", "BA"):
-        raise BadInput("direction must be 'AB' or 'BA'")
-    fwd, back = (model.G.G_AB, model.G.G_BA) if direction == "AB" else (model.G.G_BA, model.G.G_AB)
-    x, (w, h), note = prepare_for_translation(image, model, max_side, scale)
-    x = x.to(next(model.parameters()).device)
-    y = run_padded(fwd, x)
-    rec = run_padded(back, y) if cycle else None
-
-    def back_to_size(t):
-        if t.shape[-2:] != (h, w):
-            t = F.interpolate(t, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1)
-        return to_uint8(t[0])
-    return {"output": back_to_size(y), "reconstruction": back_to_size(rec) if rec is not None else None,
-            "note": note}
+    device = next(model.parameters()).device
+    fwd = model.generator(direction)
+    back = model.generator(model.inverse(direction)) if cycle else None
+    on_device = lambda net: (lambda t: net(t.to(device)).cpu())   # noqa: E731
+    return translate_with(on_device(fwd), image, model.config.image_channels, model.config.image_size,
+                          model.size_multiple, on_device(back) if back is not None else None, scale, max_side)

@@ -16,6 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gancore.errors import BadInput
+from gancore.imaging import gaussian_blur
+
 __all__ = ["pixel_mask", "patch_mask", "random_mask", "mask_from_array", "mask_image", "mean_fill",
            "blur_fill", "diffusion_fill", "psnr", "hidden_share"]
 
@@ -128,17 +131,6 @@ def mean_fill(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return images * vis + mean * m
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with zero padding (what normalised convolution needs)."""
-    radius = max(1, int(math.ceil(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    c = x.shape[1]
-    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
-    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
-
-
 def blur_fill(images: torch.Tensor, mask: torch.Tensor, sigma: float = 2.0, rounds: int = 3) -> torch.Tensor:
     """Normalised convolution: a hidden pixel is the Gaussian-weighted mean of visible pixels near it.
 
@@ -152,8 +144,8 @@ def blur_fill(images: torch.Tensor, mask: torch.Tensor, sigma: float = 2.0, roun
     value = images * known
     for i in range(rounds):
         s = sigma * 2 ** i
-        num = _gaussian_blur(value, s)
-        den = _gaussian_blur(known, s)
+        num = gaussian_blur(value, s)
+        den = gaussian_blur(known, s)
         ok = (den > 1e-3) & (filled < 0.5)
         est = num / den.clamp_min(1e-8)
         out = torch.where(ok.expand_as(out), est, out)
@@ -187,3 +179,58 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
         m = _as_batch_mask(mask, target).float().expand_as(err)
         mse = (err * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
     return 10 * torch.log10(data_range ** 2 / mse.clamp_min(1e-10))
+
+
+# ----------------------------------------------------------------------------------------------------
+# One picture: what the studio's Masks tab shows
+
+MASK_KINDS = ("random patches", "random pixels", "painted")
+
+
+class MaskError(BadInput):
+    """A picture or mask that cannot be used; the message is written for people."""
+
+
+def make_mask(kind: str, ratio: float, patch_size: int, seed: int, size: int, painted=None) -> torch.Tensor:
+    """(1, 1, size, size) with 1 = hidden: random patches or pixels (seeded), or what the user painted."""
+    if kind not in MASK_KINDS:
+        raise MaskError(f"mask kind must be one of {', '.join(MASK_KINDS)}")
+    if kind == "painted":
+        if painted is None or np.asarray(painted).max() == 0:
+            raise MaskError("Paint over the part of the image to hide, or choose a random mask.")
+        return mask_from_array(painted, size, size, threshold=0.1)
+    g = torch.Generator().manual_seed(int(seed))
+    return random_mask("pixel" if kind == "random pixels" else "patch", 1, size, size, float(ratio),
+                       int(patch_size), generator=g)
+
+
+def reconstruct_picture(model, image, kind: str = "random patches", ratio: float = 0.5, patch_size: int = 4,
+                        seed: int = 0, painted=None, opacity: float = 0.6) -> dict:
+    """Mask, masked input, reconstruction, original, error overlay (uint8) and PSNR figures for one picture,
+    with diffusion inpainting as the baseline on the same mask."""
+    from gancore.explain import overlay
+    from gancore.imaging import small_square, to_tensor, to_uint8
+
+    if model.task != "inpaint":
+        raise MaskError("This model does not reconstruct masked images; choose a masked-reconstruction model.")
+    if image is None:
+        raise MaskError("Choose an image first: upload one, draw one, or pick an example digit.")
+    cfg = model.config
+    shown, note = small_square(image, cfg.image_size, cfg.image_channels)
+    x = to_tensor(shown).unsqueeze(0)
+    mask = make_mask(kind, ratio, patch_size, seed, cfg.image_size, painted)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        rec = model.inpaint(x.to(device), mask.to(device)).cpu().clamp(-1, 1)
+    err = (rec - x).abs().mean(1)[0].div(2).numpy()                    # (H, W) in [0, 1]
+    grey = lambda t: to_uint8(t[0]).squeeze(-1) if t.shape[1] == 1 else to_uint8(t[0])   # noqa: E731
+    return {
+        "mask": (mask[0, 0].numpy() * 255).astype(np.uint8),
+        "masked": grey(mask_image(x, mask, 0.0)),                      # hidden pixels mid-grey
+        "reconstruction": grey(rec),
+        "original": grey(x),
+        "error": overlay(grey(x), err / max(err.max(), 1e-6), opacity=opacity, label="err"),
+        "psnr_hidden": float(psnr(rec, x, mask)[0]), "psnr_whole": float(psnr(rec, x)[0]),
+        "psnr_diffusion": float(psnr(diffusion_fill(x, mask), x, mask)[0]),
+        "hidden_share": float(mask.mean()), "note": note,
+    }

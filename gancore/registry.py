@@ -1,8 +1,12 @@
-"""name -> (config class, model class, task). Explicit imports, no discovery (after torchvision's _api.py)."""
+"""name -> (config class, model class). Explicit imports, no discovery (after torchvision's _api.py).
+
+The torch-free facts about each model (task, title, recipe, studio presets) live in `gancore.catalog`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gancore import catalog
 from gancore.config import ConfigError, from_json
 
 
@@ -11,15 +15,25 @@ class Entry:
     name: str
     config_cls: type
     model_cls: type
-    task: str
-    title: str
+    info: catalog.ModelInfo
+
+    task = property(lambda self: self.info.task)
+    title = property(lambda self: self.info.title)
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, config_cls: type, model_cls: type, task: str, title: str) -> None:
-    _REGISTRY[name] = Entry(name, config_cls, model_cls, task, title)
+def register(name: str, config_cls: type, model_cls: type, task: str | None = None, title: str = "",
+             **info) -> None:
+    """Add a model. `task`/`title`/`recipe`/`studio` go to the catalog unless it already describes `name`."""
+    if task is not None or catalog.get(name) is None:
+        catalog.add(catalog.ModelInfo(name, task or model_cls.task, title or name, **info))
+    _REGISTRY[name] = Entry(name, config_cls, model_cls, catalog.get(name))
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
 
 
 def list_models() -> list[str]:
@@ -49,10 +63,10 @@ def config_from_json(name: str, text: str, check_size: bool = True):
 
 
 def _ensure() -> None:
-    if _REGISTRY:
+    if all(n in _REGISTRY for n in ("mlp", "dcgan", "cyclegan", "maskrec")):
         return
     from gancore.models import cyclegan, dcgan, maskrec, mlp
-    register("mlp", mlp.MLPGANConfig, mlp.MLPGAN, "noise", "MLP GAN (Goodfellow et al. 2014)")
-    register("dcgan", dcgan.DCGANConfig, dcgan.DCGAN, "noise", "DCGAN (Radford et al. 2016)")
-    register("cyclegan", cyclegan.CycleGANConfig, cyclegan.CycleGAN, "translate", "CycleGAN (Zhu et al. 2017)")
-    register("maskrec", maskrec.MaskRecConfig, maskrec.MaskRec, "inpaint", "Masked reconstruction (context encoder, Pathak et al. 2016)")
+    register("mlp", mlp.MLPGANConfig, mlp.MLPGAN)
+    register("dcgan", dcgan.DCGANConfig, dcgan.DCGAN)
+    register("cyclegan", cyclegan.CycleGANConfig, cyclegan.CycleGAN)
+    register("maskrec", maskrec.MaskRecConfig, maskrec.MaskRec)

@@ -15,7 +15,6 @@ import math
 import os
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
@@ -25,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from gancore.errors import GanStudioError, describe
+from gancore.imaging import png_bytes, tile, to_uint8
 
 MAX_IMAGES = 256                   # per /generate request
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -59,34 +59,41 @@ class _TorchBackend:
         self.kind = "pytorch"
         self.task, self.model_type = self.model.task, self.model.model_type
         self.config = json.loads(to_json(self.model.config))
-        self.directions = ["AB", "BA"] if self.model_type == "cyclegan" else []
+        self.size_multiple = self.model.size_multiple
+        self.directions = list(self.model.directions()) if self.task == "translate" else []
         self.metadata = {"model_type": self.model_type, "task": self.task, "model_config": self.config,
                          "source": path.name, "runtime": "pytorch", "directions": self.directions}
 
-    def run(self, x: np.ndarray, direction: str = "AB") -> np.ndarray:
+    def run(self, x, direction: str | None = None):
+        """torch or numpy in, the same kind out."""
         import torch
-        m = self.model
-        net = m.G if self.model_type != "cyclegan" else (m.G.G_AB if direction == "AB" else m.G.G_BA)
+        net = self.model.generator(direction)
         with torch.inference_mode():
-            return net(torch.from_numpy(x)).numpy()
+            if isinstance(x, np.ndarray):
+                return net(torch.from_numpy(x)).numpy()
+            return net(x)
 
     def noise(self, n: int, seed: int) -> np.ndarray:
-        import torch
-        return self.model.noise(n, generator=torch.Generator().manual_seed(int(seed))).numpy()
+        from gancore.imaging import seeded
+        return self.model.noise(n, generator=seeded(seed)).numpy()
 
 
 class _OnnxBackend:
     def __init__(self, path: Path):
-        from gancore.runtime import OnnxGenerator
+        from gancore.onnx_runtime import OnnxGenerator
         self.gen = OnnxGenerator(path)
         self.kind = "onnx"
         self.task, self.model_type, self.config = self.gen.task, self.gen.model_type, self.gen.config
-        self.directions = {"G_AB": ["AB"], "G_BA": ["BA"]}.get(self.gen.network, [])
+        self.size_multiple = int(self.gen.contract["input"].get("size_multiple", 0))
+        self.directions = [self.gen.direction] if self.task == "translate" else []
         self.metadata = {**self.gen.metadata, "source": path.name, "runtime": f"onnxruntime ({self.gen.provider})",
                          "directions": self.directions}
 
-    def run(self, x: np.ndarray, direction: str = "AB") -> np.ndarray:
-        return self.gen.run(x)
+    def run(self, x, direction: str | None = None):
+        import torch
+        if isinstance(x, np.ndarray):
+            return self.gen.run(x)
+        return torch.from_numpy(self.gen.run(x.numpy()))
 
     def noise(self, n: int, seed: int) -> np.ndarray:
         return self.gen.noise(n, seed)
@@ -98,32 +105,6 @@ def load_backend(model_path: str | os.PathLike):
     if not p.is_file():
         raise BadCheckpoint(f"{p}: no such model file")
     return _OnnxBackend(p) if p.suffix == ".onnx" else _TorchBackend(p)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Image helpers
-
-def _png(img: np.ndarray) -> bytes:
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def _to_uint8(y: np.ndarray) -> np.ndarray:
-    """float NCHW [-1, 1] -> uint8 NHWC."""
-    return np.clip(np.rint((y + 1) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-
-
-def _grid(images: np.ndarray, pad: int = 2) -> np.ndarray:
-    n, h, w, c = images.shape
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
-    for i, im in enumerate(images):
-        r, k = divmod(i, cols)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = im
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -196,10 +177,10 @@ def create_app(model_path: str | os.PathLike):
             seed = None
         else:
             z, seed = backend.noise(req.n, req.seed) * req.truncation, req.seed
-        images = _to_uint8(backend.run(z.astype(np.float32)))
+        images = to_uint8(backend.run(z.astype(np.float32)))
         if req.format == "grid":
-            return Response(_png(_grid(images)), media_type="image/png")
-        encoded = [base64.b64encode(_png(im)).decode("ascii") for im in images]
+            return Response(png_bytes(tile(images)), media_type="image/png")
+        encoded = [base64.b64encode(png_bytes(im)).decode("ascii") for im in images]
         return {"images": encoded, "width": images.shape[2], "height": images.shape[1], "seed": seed,
                 "server_ms": round((time.perf_counter() - t) * 1000, 2)}
 
@@ -208,7 +189,7 @@ def create_app(model_path: str | os.PathLike):
     def translate(image: UploadFile = File(..., description="a photo (PNG, JPEG, ...)"),
                   direction: Literal["AB", "BA"] = Form("AB", description="AB: domain A to B; BA: the reverse")):
         from PIL import Image
-        from gancore.inference import prepare_for_translation
+        from gancore.inference import translate_with
 
         if backend.task != "translate":
             raise HTTPException(400, f"this {backend.model_type} model does not translate images; use POST /generate"
@@ -224,22 +205,13 @@ def create_app(model_path: str | os.PathLike):
             raise HTTPException(400, f"{name}: the uploaded file is empty")
         # The pixel count is checked from the header before decoding: a decompression bomb is a 413.
         photo = open_image(io.BytesIO(data), max_pixels=MAX_UPLOAD_PIXELS, name=name)
-        shape = SimpleNamespace(config=SimpleNamespace(image_channels=int(backend.config["image_channels"]),
-                                                       image_size=int(backend.config["image_size"])))
         try:
-            x, (w, h), _ = prepare_for_translation(photo, shape)
+            # The same path as the studio and the CLI (gancore.inference.translate_with): same pixels.
+            result = translate_with(lambda t: backend.run(t, direction), photo, int(backend.config["image_channels"]),
+                                    int(backend.config["image_size"]), backend.size_multiple)
         except DataError as e:
             raise type(e)(f"{name}: {e}") from None
-        x = x.numpy()
-        hh, ww = x.shape[-2:]
-        ph, pw = (-hh) % 4, (-ww) % 4   # the generator halves twice: sides must divide by 4
-        if ph or pw:
-            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
-        y = _to_uint8(backend.run(x, direction)[..., :hh, :ww])[0]
-        out = Image.fromarray(y.squeeze(-1) if y.shape[-1] == 1 else y)
-        if out.size != (w, h):
-            out = out.resize((w, h), Image.BICUBIC)
-        return Response(_png(np.asarray(out)[..., None] if out.mode == "L" else np.asarray(out)), media_type="image/png")
+        return Response(png_bytes(result["output"]), media_type="image/png")
 
     return app
 

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,9 +31,10 @@ from torch.utils.data import DataLoader
 from gancore import checkpoint as ckpt
 from gancore import registry
 from gancore.config import from_dict, override, to_json
-from gancore.data import SeededSampler, collate, make_dataset, to_uint8
+from gancore import imaging
+from gancore.data import SeededSampler, collate, make_dataset
 from gancore.models.base import StepContext
-from gancore.recipes import TRAIN_DEFAULTS
+from gancore import catalog
 from gancore.errors import GanStudioError
 
 
@@ -42,6 +44,7 @@ class TrainingError(GanStudioError, RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
+    REMOVED_SETTINGS = ("d_steps_per_g",)   # read by nothing; dropped from older files on load
     model: str = "dcgan"
     data: str = "mnist"              # "mnist", "synthetic", or a folder / .zip of images (domain A)
     data_b: str = ""                 # domain B folder / .zip for translation models
@@ -55,7 +58,6 @@ class TrainConfig:
     minutes: float = 0
     lr_decay_start: float = 1.0      # fraction of the run after which lr falls linearly to 0 (1.0 = constant)
     ema_decay: float = 0.999         # EMA of the generator weights (0 = off)
-    d_steps_per_g: int = 1
     amp: str = "off"                 # "off", "bf16", "fp16" (CUDA, with GradScaler), "auto"
     channels_last: bool = False
     device: str = "auto"
@@ -66,18 +68,19 @@ class TrainConfig:
     log_every_steps: int = 10
     sample_every_steps: int = 200
     checkpoint_every_steps: int = 1000
-    out_dir: str = "runs/run"
+    checkpoint_every_seconds: float = 60   # a kill or crash loses at most this much work (0 = off)
+    out_dir: str = ""                # "" = runs/<model>-<date>-<time>; a resumed run writes beside its file
     init_from: str = ""              # warm start: weights only (e.g. a shipped checkpoint)
     data_limit: int = 0              # use only the first N training items (0 = all)
 
 
 def recommended(model: str = "dcgan", **changes) -> TrainConfig:
-    """A TrainConfig with the settings measured best for `model` (gancore/recipes.py), then `changes`.
+    """A TrainConfig with the settings measured best for `model` (its catalog recipe), then `changes`.
 
     `changes` set to None are ignored (unset command-line flags).
     """
     registry.get(model)                       # an unknown model name fails here, with the list of known ones
-    return override(TrainConfig(model=model, **TRAIN_DEFAULTS.get(model, {})), **changes)
+    return override(TrainConfig(model=model, **catalog.get(model).recipe), **changes)
 
 
 @dataclass
@@ -114,81 +117,156 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
 
 
 def make_grid(images: torch.Tensor, nrow: int) -> np.ndarray:
-    from torchvision.utils import make_grid as tv_grid
-    grid = tv_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
-    return to_uint8(grid)
+    """Preview images (N, C, H, W) in [-1, 1] -> one RGB uint8 grid."""
+    return imaging.grid(images, cols=nrow)
 
 
-def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
-    py = random.getstate()
-    np_state = np.random.get_state()
-    tensors = {"rng.torch": torch.get_rng_state(), "rng.numpy": torch.from_numpy(np_state[1].astype(np.int64))}
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    meta = {"python": [py[0], list(py[1]), py[2]], "numpy_pos": int(np_state[2])}
-    return tensors, meta
+@dataclass
+class RunState:
+    """Where a run is; saved in every checkpoint, so a resumed run continues exactly."""
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    elapsed_before: float = 0.0      # seconds spent in earlier processes of this run
+    t_start: float = field(default_factory=time.perf_counter)
+    failed: bool = False
+    last_checkpoint: str = ""
+    last_save_t: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.t_start
 
 
-def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    np.random.set_state(("MT19937", tensors["rng.numpy"].numpy().astype(np.uint32), meta["numpy_pos"], 0, 0.0))
-    py = meta["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
+@dataclass
+class Setup:
+    """What `Trainer.run` builds before the first step."""
+    device: torch.device
+    rank: int
+    world: int
+    model: object
+    optimizers: dict
+    ema: object
+    ctx: StepContext
+    dataset: object
+    sampler: SeededSampler
+    loader: object
+    per_epoch: int
+    total_steps: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
 
 class Trainer:
+    """for event in Trainer(config).run(): ...  `stop()` (any thread, or SIGTERM in the CLI) ends the run after
+    the current step; it still saves and yields "end"."""
+
     def __init__(self, config: TrainConfig, model_config=None, resume: str | None = None, dataset=None):
         self.resume_tensors, self.resume_state = None, None
         if resume:
-            tensors, meta = ckpt.load(resume)
-            if "train_state" not in meta:
-                raise ckpt.CheckpointError(f"{Path(resume).name}: holds weights only and cannot resume a run; "
-                                           "use init_from to start a new run from it")
-            state = json.loads(meta["train_state"])
-            saved = from_dict(TrainConfig, state["train_config"])
-            # The saved run's settings win, except for the bounds and where to write, which a resume may extend.
-            keep = {k: getattr(config, k) for k in ("steps", "epochs", "minutes", "out_dir", "num_workers", "device")}
-            config = from_dict(TrainConfig, {**asdict(saved), **keep})
-            model_config = registry.config_from_json(meta["model_type"], meta["model_config"])
-            self.resume_tensors, self.resume_state = tensors, state
+            config, model_config = self._load_resume(resume, config)
         self.config = config
-        entry = registry.get(config.model)
-        self.model_config = model_config or entry.config_cls()
+        self.model_config = model_config or registry.get(config.model).config_cls()
         from gancore.validate import check_training
         check_training(config, self.model_config)     # NaN rates, negative sizes, configs too large to build
         self.dataset = dataset
-        self.out_dir = Path(config.out_dir)
+        self.out_dir = Path(config.out_dir or default_out_dir(config.model))
+        self.state = RunState()
+        self._stop = threading.Event()
+        self._previous = None            # CUDA: the previous step's losses (checked one step late)
+        self._losses: dict = {}
+
+    def _load_resume(self, resume: str, config: TrainConfig):
+        tensors, meta = ckpt.load(resume)
+        if "train_state" not in meta:
+            raise ckpt.CheckpointError(f"{Path(resume).name}: holds weights only and cannot resume a run; "
+                                       "use init_from to start a new run from it")
+        state = json.loads(meta["train_state"])
+        saved = from_dict(TrainConfig, state["train_config"])
+        # The saved run's settings win, except for the bounds and where to write, which a resume may extend.
+        # By default a resumed run writes beside the file it resumes.
+        keep = {k: getattr(config, k) for k in ("steps", "epochs", "minutes", "out_dir", "num_workers", "device")}
+        keep["out_dir"] = keep["out_dir"] or str(Path(resume).parent)
+        self.resume_tensors, self.resume_state = tensors, state
+        return (from_dict(TrainConfig, {**asdict(saved), **keep}),
+                registry.config_from_json(meta["model_type"], meta["model_config"]))
+
+    def stop(self) -> None:
+        """End the run after the current step (thread-safe); it saves and yields "end" as usual."""
+        self._stop.set()
+
+    @property
+    def last_checkpoint(self) -> str:
+        return self.state.last_checkpoint
 
     # ------------------------------------------------------------------------------------------------
     def run(self) -> Iterator[Event]:
+        cfg, st = self.config, self.state
+        s = self._setup()
+        self.model = s.model
+        if s.is_main:
+            yield Event("start", step=st.step, epoch=st.epoch, message=f"training {cfg.model} on {s.device}"
+                        f"{f' x{s.world} processes' if s.world > 1 else ''}, {len(s.dataset)} images, "
+                        f"{s.per_epoch} steps per epoch, writing to {self.out_dir}")
+        preview_batch, window = None, [time.perf_counter(), 0]
+        try:
+            done = self._progress(s) >= 1.0
+            while not done:
+                s.sampler.set_epoch(st.epoch, skip=st.batch_in_epoch * cfg.batch_size)
+                for batch in s.loader:
+                    if self._stop.is_set():          # stop() between steps: no step half-done
+                        done = True
+                        break
+                    batch = _to_device(batch, s.device, cfg.channels_last)
+                    preview_batch = batch if preview_batch is None else preview_batch
+                    losses = self._train_step(s, batch)
+                    error = self._check_finite(s, losses)
+                    if error:
+                        st.failed = True
+                        if s.is_main:
+                            yield Event("error", step=st.step, epoch=st.epoch, message=error, path=st.last_checkpoint)
+                        return
+                    frac = self._progress(s)
+                    done = frac >= 1.0 or self._stop.is_set()
+                    if s.is_main:
+                        yield from self._events(s, frac, done, window, preview_batch)
+                    if not done and self._checkpoint_due():
+                        path = self._save(s)
+                        if s.is_main:
+                            yield Event("checkpoint", step=st.step, epoch=st.epoch, progress=frac, path=path)
+                    if done:
+                        break
+                else:
+                    st.epoch += 1
+                    st.batch_in_epoch = 0
+                    done = done or self._stop.is_set()
+        finally:
+            # Normal end, stop(), Ctrl-C or the consumer closing the generator: save, unless the run went NaN.
+            st.failed = st.failed or not _all_finite(s.model)
+            if not st.failed:
+                self._save(s, finished=self._progress(s) >= 1.0)
+            if s.is_main:
+                release_out_dir(self.out_dir)
+            if s.world > 1 and dist.is_initialized():
+                dist.barrier()
+        if s.is_main and not st.failed:
+            stopped = f"stopped at step {st.step}; " if self._stop.is_set() and self._progress(s) < 1.0 else ""
+            yield Event("end", step=st.step, epoch=st.epoch, progress=self._progress(s), path=st.last_checkpoint,
+                        elapsed_s=st.elapsed(), message=f"{stopped}saved {st.last_checkpoint}")
+
+    # ------------------------------------------------------------------------------------------------
+    # Set-up
+
+    def _setup(self) -> Setup:
         cfg = self.config
-        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        rank, world = 0, 1
-        device = resolve_device(cfg.device)
-        if distributed:
-            if device.type == "cuda":
-                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-                torch.cuda.set_device(device)
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            rank, world = dist.get_rank(), dist.get_world_size()
-        is_main = rank == 0
-
-        # Seeds: identical model init on every rank; per-rank streams for noise.
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
-        elif device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-
-        model = registry.build(cfg.model, self.model_config)
-        self.model = model
-        model.to(device)
+        if not (cfg.steps or cfg.epochs or cfg.minutes):
+            raise TrainingError("give the run a bound: steps, epochs or minutes")
+        device, rank, world = _init_distributed(resolve_device(cfg.device))
+        if rank == 0:
+            claim_out_dir(self.out_dir, resuming=self.resume_tensors is not None)
+        _seed_everything(cfg, device)
+        model = registry.build(cfg.model, self.model_config).to(device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         if cfg.init_from and self.resume_tensors is None:
@@ -198,203 +276,203 @@ class Trainer:
         betas = (cfg.beta1, cfg.beta2)
         optimizers = {"G": torch.optim.Adam(groups["G"].parameters(), lr=cfg.lr_g, betas=betas),
                       "D": torch.optim.Adam(groups["D"].parameters(), lr=cfg.lr_d, betas=betas)}
-        base_lrs = {"G": cfg.lr_g, "D": cfg.lr_d}
         ema = copy.deepcopy(groups["G"]).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-
-        step, epoch, batch_in_epoch, elapsed_before = 0, 0, 0, 0.0
-        if self.resume_tensors is not None:
-            t, s = self.resume_tensors, self.resume_state
-            for name, net in model.networks().items():
-                ckpt.load_state(net, ckpt.subdict(t, name), name, "resume checkpoint")
-            if ema is not None and any(k.startswith("ema.") for k in t):
-                ema_nets = _networks_of(ema, model)
-                for name, net in ema_nets.items():
-                    ckpt.load_state(net, ckpt.subdict(t, f"ema.{name}"), f"ema.{name}", "resume checkpoint")
-            for name, opt in optimizers.items():
-                ckpt.restore_optimizer(name, opt, t, s["param_groups"][name])
-            model.load_extra_tensors({k: v.to(device) for k, v in t.items() if k.startswith("extra.")})
-            step, epoch, batch_in_epoch = s["step"], s["epoch"], s["batch_in_epoch"]
-            elapsed_before = s.get("elapsed_s", 0.0)
-            _set_rng_state(t, s["rng"])
-        elif world > 1:
-            torch.manual_seed(cfg.seed + rank)
-
         dtype = resolve_amp(cfg.amp, device)
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        if scaler is not None and self.resume_state and self.resume_state.get("scaler"):
-            scaler.load_state_dict(self.resume_state["scaler"])
-
-        def autocast():
-            if dtype is None:
-                return contextlib.nullcontext()
-            return torch.autocast(device.type, dtype=dtype)
-
+        if self.resume_tensors is not None:
+            pos = ckpt.restore_training_state(self.resume_tensors, self.resume_state, model,
+                                              _networks_of(ema, model) if ema is not None else {}, optimizers,
+                                              scaler, device)
+            st = self.state
+            st.step, st.epoch, st.batch_in_epoch = pos["step"], pos["epoch"], pos["batch_in_epoch"]
+            st.elapsed_before = pos["elapsed_s"] or 0.0
+            self.resume_tensors = None       # free the memory; nothing reads them again
+        elif world > 1:
+            torch.manual_seed(cfg.seed + rank)     # identical init on every rank; per-rank noise streams
         wrapped = dict(groups)
-        if distributed:
+        if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             wrapped = {k: DDP(m, device_ids=ids, broadcast_buffers=False) for k, m in groups.items()}
+        autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
         ctx = StepContext(optimizers=optimizers, wrapped=wrapped, autocast=autocast, scaler=scaler)
-
         dataset = self.dataset or make_dataset(cfg, self.model_config)
-        sampler = SeededSampler(dataset, seed=cfg.seed, rank=rank, world_size=world)
-        per_epoch = len(sampler) // cfg.batch_size
-        if per_epoch == 0:
-            raise TrainingError(f"the dataset has {len(dataset)} items, fewer than one batch of {cfg.batch_size}")
-        loader_kwargs = dict(batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, drop_last=True,
-                             num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
-                             persistent_workers=cfg.num_workers > 0,
-                             # Its own generator, so creating a loader never draws from the global RNG.
-                             generator=torch.Generator().manual_seed(cfg.seed))
-        if cfg.num_workers > 0:
-            loader_kwargs["prefetch_factor"] = 4
-
+        sampler, loader, per_epoch = _make_loader(cfg, dataset, device, rank, world)
         bounds = [b for b in (cfg.steps, cfg.epochs * per_epoch if cfg.epochs else 0) if b]
-        total_steps = int(min(bounds)) if bounds else 0
-        if not (cfg.steps or cfg.epochs or cfg.minutes):
-            raise TrainingError("give the run a bound: steps, epochs or minutes")
-
-        t_start = time.perf_counter()
-        def progress() -> float:
-            fr = [step / total_steps] if total_steps else []
-            if cfg.minutes:
-                fr.append((elapsed_before + time.perf_counter() - t_start) / (cfg.minutes * 60))
-            return min(1.0, max(fr))
-
-        fixed_z = None
-        preview_batch = None
-        self.last_checkpoint = None
-        if is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            yield Event("start", step=step, epoch=epoch, message=f"training {cfg.model} on {device}"
-                        f"{f' x{world} processes' if world > 1 else ''}, {len(dataset)} images, "
-                        f"{per_epoch} steps per epoch")
-
-        def save(name: str) -> str:
-            path = self.out_dir / name
-            if is_main:
-                self._save(path, model, ema, optimizers, scaler, step, epoch, batch_in_epoch,
-                           elapsed_before + time.perf_counter() - t_start)
-            self.last_checkpoint = str(path)
-            return str(path)
-
-        if cfg.data_on_device and hasattr(dataset, "device_batch"):
-            dataset.to_device(device)
-            loader = DeviceBatches(dataset, sampler, cfg.batch_size)
-        else:
-            loader = DataLoader(dataset, **loader_kwargs)
-        window_t, window_images = time.perf_counter(), 0
-        failed = False
-        previous = None
-        try:
-            done = progress() >= 1.0
-            while not done:
-                sampler.set_epoch(epoch, skip=batch_in_epoch * cfg.batch_size)
-                for batch in loader:
-                    batch = _to_device(batch, device, cfg.channels_last)
-                    if preview_batch is None:
-                        preview_batch = batch
-                    # Learning rate: constant, then linear decay to zero (CycleGAN's schedule).
-                    frac = progress()
-                    if cfg.lr_decay_start < 1.0:
-                        scale = 1.0 - max(0.0, frac - cfg.lr_decay_start) / (1.0 - cfg.lr_decay_start)
-                        for name, opt in optimizers.items():
-                            for g in opt.param_groups:
-                                g["lr"] = base_lrs[name] * max(scale, 0.0)
-
-                    model.train()
-                    losses = model.train_step(batch, ctx)
-                    step += 1
-                    batch_in_epoch += 1
-                    window_images += cfg.batch_size * world
-
-                    stacked = torch.stack([v.detach().float() for v in losses.values()])
-                    save_due = bool(cfg.checkpoint_every_steps) and step % cfg.checkpoint_every_steps == 0
-                    weights_bad = save_due and not _all_finite(model)
-                    # On CUDA this reads the previous step's losses so the GPU never waits for the host; a bad
-                    # step is then caught one step later, and weights are checked before every save anyway.
-                    check, previous = (previous, stacked) if device.type == "cuda" else (stacked, None)
-                    if (check is not None and not torch.isfinite(check).all()) or weights_bad:
-                        values = check.tolist() if check is not None else []
-                        bad = [k for k, v in zip(losses, values) if not math.isfinite(v)] or ["weights"]
-                        failed = True
-                        msg = (f"training stopped at step {step}: loss {', '.join(bad)} became NaN or infinite. "
-                               "The last good checkpoint is kept"
-                               + (f" ({self.last_checkpoint})" if self.last_checkpoint else "")
-                               + ". Try a lower learning rate or amp=off.")
-                        if is_main:
-                            yield Event("error", step=step, epoch=epoch, message=msg,
-                                        path=self.last_checkpoint or "")
-                        return
-
-                    if ema is not None:
-                        _ema_update(ema, groups["G"], cfg.ema_decay, step)
-
-                    frac = progress()
-                    done = frac >= 1.0
-                    if is_main and (step % cfg.log_every_steps == 0 or done):
-                        now = time.perf_counter()
-                        ips = window_images / max(now - window_t, 1e-9)
-                        window_t, window_images = now, 0
-                        el = elapsed_before + now - t_start
-                        eta = el * (1 - frac) / frac if frac > 0 else None
-                        yield Event("step", step=step, epoch=epoch, progress=frac, images_per_s=ips, eta_s=eta,
-                                    elapsed_s=el, losses=dict(zip(losses, stacked.tolist())))
-                    if is_main and cfg.sample_every_steps and (step % cfg.sample_every_steps == 0 or done):
-                        yield Event("sample", step=step, epoch=epoch, progress=frac,
-                                    grid=self._preview(model, ema or groups["G"], preview_batch, fixed_z))
-                    if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 and not done:
-                        path = save("last.safetensors")
-                        if is_main:
-                            yield Event("checkpoint", step=step, epoch=epoch, progress=frac, path=path)
-                    if done:
-                        break
-                else:
-                    epoch += 1
-                    batch_in_epoch = 0
-        finally:
-            # Normal end, Ctrl-C or the consumer closing the generator: save, unless the run went NaN.
-            if not failed and not _all_finite(model):
-                failed = True
-            if not failed:
-                path = save("last.safetensors")
-                if is_main:
-                    self.final_event = Event("end", step=step, epoch=epoch, progress=progress(), path=path,
-                                             elapsed_s=elapsed_before + time.perf_counter() - t_start,
-                                             message=f"saved {path}")
-            if distributed and dist.is_initialized():
-                dist.barrier()
-        if is_main and not failed:
-            yield self.final_event
+        self.state.t_start = self.state.last_save_t = time.perf_counter()
+        return Setup(device, rank, world, model, optimizers, ema, ctx, dataset, sampler, loader, per_epoch,
+                     int(min(bounds)) if bounds else 0)
 
     # ------------------------------------------------------------------------------------------------
-    def _preview(self, model, gen_group, batch, fixed_z):
+    # One step and what follows it
+
+    def _train_step(self, s: Setup, batch) -> dict:
+        cfg, st = self.config, self.state
+        # Learning rate: constant, then linear decay to zero (CycleGAN's schedule).
+        if cfg.lr_decay_start < 1.0:
+            scale = max(0.0, 1.0 - max(0.0, self._progress(s) - cfg.lr_decay_start) / (1.0 - cfg.lr_decay_start))
+            for name, opt in s.optimizers.items():
+                for g in opt.param_groups:
+                    g["lr"] = (cfg.lr_g if name == "G" else cfg.lr_d) * scale
+        s.model.train()
+        losses = s.model.train_step(batch, s.ctx)
+        st.step += 1
+        st.batch_in_epoch += 1
+        if s.ema is not None:
+            _ema_update(s.ema, s.model.groups()["G"], cfg.ema_decay, st.step)
+        return losses
+
+    def _check_finite(self, s: Setup, losses: dict) -> str:
+        """An error message when the step went NaN/inf, else "". On CUDA this reads the previous step's losses
+        so the GPU never waits for the host; weights are checked before every save anyway."""
+        stacked = torch.stack([v.detach().float() for v in losses.values()])
+        self._losses = dict(zip(losses, stacked))
+        check, self._previous = (self._previous, stacked) if s.device.type == "cuda" else (stacked, None)
+        weights_bad = self._checkpoint_due() and not _all_finite(s.model)
+        if (check is None or bool(torch.isfinite(check).all())) and not weights_bad:
+            return ""
+        values = check.tolist() if check is not None else []
+        bad = [k for k, v in zip(losses, values) if not math.isfinite(v)] or ["weights"]
+        kept = f" ({self.state.last_checkpoint})" if self.state.last_checkpoint else ""
+        return (f"training stopped at step {self.state.step}: loss {', '.join(bad)} became NaN or infinite. "
+                f"The last good checkpoint is kept{kept}. Try a lower learning rate or amp=off.")
+
+    def _events(self, s: Setup, frac: float, done: bool, window: list, preview_batch):
+        cfg, st = self.config, self.state
+        window[1] += cfg.batch_size * s.world
+        if st.step % cfg.log_every_steps == 0 or done:
+            now = time.perf_counter()
+            ips, window[0], window[1] = window[1] / max(now - window[0], 1e-9), now, 0
+            el = st.elapsed()
+            yield Event("step", step=st.step, epoch=st.epoch, progress=frac, images_per_s=ips, elapsed_s=el,
+                        eta_s=el * (1 - frac) / frac if frac > 0 else None,
+                        losses={k: float(v) for k, v in self._losses.items()})
+        if cfg.sample_every_steps and (st.step % cfg.sample_every_steps == 0 or done):
+            yield Event("sample", step=st.step, epoch=st.epoch, progress=frac,
+                        grid=self._preview(s.model, s.ema or s.model.groups()["G"], preview_batch))
+
+    def _checkpoint_due(self) -> bool:
+        cfg, st = self.config, self.state
+        by_steps = bool(cfg.checkpoint_every_steps) and st.step % cfg.checkpoint_every_steps == 0
+        by_time = bool(cfg.checkpoint_every_seconds) and \
+            time.perf_counter() - st.last_save_t >= cfg.checkpoint_every_seconds
+        return by_steps or by_time
+
+    def _progress(self, s: Setup) -> float:
+        cfg, st = self.config, self.state
+        fr = [st.step / s.total_steps] if s.total_steps else []
+        if cfg.minutes:
+            fr.append(st.elapsed() / (cfg.minutes * 60))
+        return min(1.0, max(fr)) if fr else 0.0
+
+    def _preview(self, model, gen_group, batch) -> np.ndarray:
         was_training = gen_group.training
         gen_group.eval()
-        images = model.preview(8, gen_group, batch)
+        images, cols = model.preview(8, gen_group, batch)
         gen_group.train(was_training)
-        nrow = 8 if model.task == "noise" else min(8, batch[0].shape[0] if isinstance(batch, tuple) else 8)
-        return make_grid(images, nrow=nrow)
+        return make_grid(images, nrow=cols)
 
-    def _save(self, path, model, ema, optimizers, scaler, step, epoch, batch_in_epoch, elapsed):
-        tensors = {}
-        for name, net in model.networks().items():
-            tensors.update({f"{name}.{k}": v for k, v in net.state_dict().items()})
-        if ema is not None:
-            for name, net in _networks_of(ema, model).items():
-                tensors.update({f"ema.{name}.{k}": v for k, v in net.state_dict().items()})
-        groups = {}
-        for name, opt in optimizers.items():
-            t, g = ckpt.optimizer_tensors(name, opt)
-            tensors.update(t)
-            groups[name] = g
-        tensors.update(model.extra_tensors())
-        rng_t, rng_meta = _rng_state()
-        tensors.update(rng_t)
-        state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "elapsed_s": elapsed,
-                 "train_config": asdict(self.config), "param_groups": groups, "rng": rng_meta,
-                 "scaler": scaler.state_dict() if scaler is not None else None}
-        ckpt.save(path, tensors, {"model_type": model.model_type, "model_config": to_json(model.config),
-                                  "train_state": json.dumps(state)})
+    def _save(self, s: Setup, finished: bool = False) -> str:
+        st = self.state
+        path = self.out_dir / "last.safetensors"
+        if s.is_main:
+            position = {"step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
+                        "elapsed_s": st.elapsed(), "finished": finished}
+            ckpt.save_training_state(path, s.model, _networks_of(s.ema, s.model) if s.ema is not None else {},
+                                     s.optimizers, s.ctx.scaler, position, asdict(self.config),
+                                     to_json(s.model.config))
+        st.last_checkpoint, st.last_save_t = str(path), time.perf_counter()
+        return str(path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Set-up helpers
+
+def default_out_dir(model: str) -> str:
+    """runs/<model>-<date>-<time>: every run its own folder unless told otherwise."""
+    return f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _init_distributed(device: torch.device) -> tuple[torch.device, int, int]:
+    """Under torchrun (WORLD_SIZE > 1): one process group, this rank's GPU. Returns (device, rank, world)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device, 0, 1
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, dist.get_rank(), dist.get_world_size()
+
+
+def _seed_everything(cfg: TrainConfig, device: torch.device) -> None:
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def _make_loader(cfg: TrainConfig, dataset, device, rank: int, world: int):
+    sampler = SeededSampler(dataset, seed=cfg.seed, rank=rank, world_size=world)
+    per_epoch = len(sampler) // cfg.batch_size
+    if per_epoch == 0:
+        raise TrainingError(f"the dataset has {len(dataset)} items, fewer than one batch of {cfg.batch_size}")
+    if cfg.data_on_device and hasattr(dataset, "device_batch"):
+        dataset.to_device(device)
+        return sampler, DeviceBatches(dataset, sampler, cfg.batch_size), per_epoch
+    kwargs = dict(batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, drop_last=True,
+                  num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                  persistent_workers=cfg.num_workers > 0,
+                  # Its own generator, so creating a loader never draws from the global RNG.
+                  generator=torch.Generator().manual_seed(cfg.seed))
+    if cfg.num_workers > 0:
+        kwargs["prefetch_factor"] = 4
+    return sampler, DataLoader(dataset, **kwargs), per_epoch
+
+
+def claim_out_dir(out_dir: Path, resuming: bool) -> None:
+    """Refuse to start a new run over another run's checkpoint, or while another process writes there.
+
+    A `.lock` file holds the writer's PID while a run goes; a lock whose process is gone is stale. Temporary
+    files a killed writer left behind are removed.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not resuming and (out_dir / "last.safetensors").exists():
+        raise TrainingError(f"{out_dir} already holds a run (last.safetensors); resume it with --resume "
+                            f"{out_dir / 'last.safetensors'} or choose another output folder")
+    lock = out_dir / ".lock"
+    try:
+        pid = int(lock.read_text().strip() or 0)
+    except (OSError, ValueError):
+        pid = 0
+    if pid and pid != os.getpid() and _alive(pid):
+        raise TrainingError(f"another training process (PID {pid}) is writing to {out_dir}; "
+                            "wait for it or choose another output folder")
+    lock.write_text(str(os.getpid()))
+    for tmp in out_dir.glob(".*.safetensors.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def release_out_dir(out_dir: Path) -> None:
+    lock = Path(out_dir) / ".lock"
+    try:
+        if lock.read_text().strip() == str(os.getpid()):
+            lock.unlink()
+    except OSError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _all_finite(model) -> bool:

@@ -1,7 +1,7 @@
 """The studio: one `gr.Blocks` with a tab per task, all calling the engine through `Services`.
 
-Plain functions first, then the layout, then the wiring (the gradio demos' shape). Masks, Explain and
-Export tabs plug in by existing: `studio/tabs/<name>.py` with `build(services)`.
+Plain functions first, then the layout, then the wiring (the gradio demos' shape). Tabs are registered
+explicitly below; each is `studio/tabs/<name>.py` with `build(services)`.
 """
 from __future__ import annotations
 
@@ -11,20 +11,17 @@ import logging
 import os
 import shutil
 import tempfile
+import signal
 import threading
 
 import gradio as gr
 
 from studio.services import Services
-from studio.tabs import explore, models, train, translate
+from studio.tabs import explain, explore, export, masks, models, train, translate
 
 log = logging.getLogger("studio")
 
 TITLE = "GAN Studio"
-# Tabs other issues build; each shows a short note until its module exists.
-PLUGGABLE = [("Masks", "masks", "Fill in hidden parts of an image (masked reconstruction)."),
-             ("Explain", "explain", "See which pixels a discriminator looks at."),
-             ("Export", "export", "Save a generator as ONNX for use outside Python.")]
 
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate", neutral_hue="slate",
                        font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"])
@@ -61,9 +58,12 @@ def build_app(services: Services | None = None) -> gr.Blocks:
                 explore_parts = explore.build(services)
             with gr.Tab("Translate", id="translate") as tab_translate:
                 translate_parts = translate.build(services)
-            for title, module, blurb in PLUGGABLE:
-                with gr.Tab(title, id=module):
-                    _pluggable(module, blurb, services)
+            with gr.Tab("Masks", id="masks"):
+                masks.build(services)
+            with gr.Tab("Explain", id="explain"):
+                explain.build(services)
+            with gr.Tab("Export", id="export"):
+                export.build(services)
             with gr.Tab("Models", id="models") as tab_models:
                 models_parts = models.build(services)
         gr.Markdown("Built on the `gancore` engine and Gradio. Example photos: horse2zebra test set "
@@ -80,6 +80,9 @@ def build_app(services: Services | None = None) -> gr.Blocks:
         # A (re)loaded page shows the running job and keeps polling it; Explore shows a first image.
         poll, polled = train_parts["poll"]
         demo.load(poll, None, polled, api_name="train_state_on_load", api_visibility="undocumented")
+        fn, dd, outs = train_parts["unfinished"]
+        demo.load(fn, dd, outs, api_name="train_unfinished", api_visibility="undocumented")
+        tab_train.select(fn, dd, outs, api_name="train_unfinished_on_select", api_visibility="undocumented")
         image, inputs, out = explore_parts["first_image"]
         fn, dd = explore_parts["refresh"]
         demo.load(fn, dd, dd, api_name="explore_models_on_load", api_visibility="undocumented").then(
@@ -96,21 +99,6 @@ def build_app(services: Services | None = None) -> gr.Blocks:
     return demo
 
 
-def _pluggable(module: str, blurb: str, services: Services) -> None:
-    try:
-        mod = importlib.import_module(f"studio.tabs.{module}")
-    except ImportError as e:
-        if e.name and e.name != f"studio.tabs.{module}":
-            log.warning("tab %s could not load: %s", module, e)
-        gr.Markdown(f"**Coming soon.** {blurb}")
-        return
-    try:
-        mod.build(services)
-    except Exception:  # one broken tab must not take the studio down
-        log.exception("tab %s failed to build", module)
-        gr.Markdown(f"**This tab could not load.** {blurb} The details are in the server log.")
-
-
 def _quiet(fn):
     """First image on page load: no error pop-up when there is simply no generator yet."""
     def wrapper(path, *args):
@@ -121,6 +109,17 @@ def _quiet(fn):
         except gr.Error:
             return None
     return wrapper
+
+
+def save_on_exit(services: Services) -> None:
+    """SIGTERM (a container or Space restart) and Ctrl-C stop a running job, which saves its checkpoint, before
+    the process exits; a restarted studio lists the run as interrupted and can resume it."""
+    def handler(signum, frame):
+        log.warning("signal %s: stopping the training job and saving", signum)
+        services.shutdown(timeout=30)
+        raise SystemExit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
 
 
 MAX_UPLOAD = os.environ.get("GANSTUDIO_MAX_UPLOAD", "300mb")   # a zip of training photos; Gradio refuses more
@@ -135,5 +134,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, services: Services | None 
         atexit.register(shutil.rmtree, cache, True)
     kwargs.setdefault("max_file_size", os.environ.get("GANSTUDIO_MAX_UPLOAD", MAX_UPLOAD))
     demo = build_app(services)
+    if threading.current_thread() is threading.main_thread():
+        save_on_exit(demo.services)
     demo.launch(server_name=host, server_port=port, theme=THEME, css=CSS, **kwargs)
     return demo

@@ -24,7 +24,7 @@ def _weights(path):
     return {k: v for k, v in tensors.items() if not k.startswith(("rng.", "optim."))}
 
 
-@pytest.mark.parametrize("name", ["dcgan", "cyclegan", "mlp"])
+@pytest.mark.parametrize("name", registry.list_models())
 def test_exact_resume(tmp_path, name):
     straight = _train(tmp_path, name, 6, sub="straight")
     half = _train(tmp_path, name, 3, sub="half")

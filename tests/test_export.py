@@ -11,7 +11,7 @@ from gancore import checkpoint as ckpt
 from gancore import registry
 from gancore.config import to_json
 from gancore.export import ExportError, export_onnx, read_metadata
-from gancore.runtime import OnnxGenerator
+from gancore.onnx_runtime import OnnxGenerator
 from helpers import tiny_config
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]

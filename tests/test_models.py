@@ -31,17 +31,27 @@ def test_step_is_finite_and_changes_parameters(name):
 
 
 @pytest.mark.parametrize("name", registry.list_models())
-def test_shapes(name):
+def test_every_direction_maps_its_example_inputs_to_images(name):
+    """Through the model contract: each direction's generator takes its example input to images in [-1, 1]
+    of the configured channels; fully convolutional generators also take other, non-square sizes."""
     model = registry.build(name, tiny_config(name)).eval()
     cfg = model.config
-    if model.task == "noise":
-        out = model.generate(model.noise(3))
-        assert out.shape == (3, cfg.image_channels, cfg.image_size, cfg.image_size)
-        assert out.min() >= -1 and out.max() <= 1
-    elif model.task == "translate":
-        x = torch.rand(2, 3, 20, 24) * 2 - 1   # non-square, multiple of 4
-        assert model.G.G_AB(x).shape == x.shape and model.G.G_BA(x).shape == x.shape
-        assert model.D.D_A(torch.rand(1, 3, 64, 64)).shape[1] == 1
+    assert model.directions() and set(model.directions().values()) <= set(model.networks())
+    for direction in model.directions():
+        spec = model.export_spec(direction)
+        assert spec.module is model.generator(direction) and spec.direction == direction
+        x = torch.from_numpy(model.example_inputs(spec)["parity"][:3])
+        with torch.no_grad():
+            out = spec.module(x)
+        assert out.shape[:2] == (x.shape[0], cfg.image_channels) and out.shape[-1] == cfg.image_size
+        assert out.min() >= -1 and out.max() <= 1 and out.std() > 0
+        if spec.size_multiple:
+            m = spec.size_multiple
+            y = torch.rand(2, cfg.image_channels, 5 * m, 6 * m) * 2 - 1
+            with torch.no_grad():
+                assert spec.module(y).shape == y.shape
+        inverse = model.inverse(direction)
+        assert inverse is None or model.inverse(inverse) == direction
 
 
 @pytest.mark.parametrize("name", registry.list_models())

@@ -170,6 +170,16 @@ def test_stop_saves_the_run(client, studio):
     assert st["status"] == "stopped" and Path(st["path"]).is_file()
     assert st["grid"] is not None and st["grid"].shape[0] > 100      # samples from the saved generator
     assert "Nothing" in client.predict(api_name="/train_stop")
+    # The stopped run is offered for resuming, and resumes from where it stopped.
+    offered = client.predict(None, api_name="/train_unfinished")      # the dropdown (the button has no value)
+    assert [st["path"]] == [c[1] for c in offered["choices"] if c[0].startswith("to-stop")]
+    assert "Resuming **to-stop**" in client.predict(st["path"], api_name="/train_resume")[0]
+    deadline = time.time() + 60
+    while studio.services.training_state()["step"] <= st["step"] and time.time() < deadline:
+        time.sleep(0.2)
+    assert studio.services.training_state()["step"] > st["step"]
+    client.predict(api_name="/train_stop")
+    _wait_idle(studio.services)
 
 
 def test_broken_uploads_give_a_friendly_message(client, studio, tmp_path):

@@ -151,7 +151,7 @@ def test_data_on_device_trains_like_the_loader(tmp_path, h2z):
 
 
 def test_recommended_settings_sit_under_the_users():
-    from gancore.recipes import learning_rate
+    from gancore.catalog import learning_rate
     from gancore.training import recommended
     assert recommended("dcgan").lr_g == learning_rate("dcgan") != TrainConfig().lr_g   # the measured recipe
     assert recommended("dcgan", lr_g=1e-4, steps=None).lr_g == 1e-4                   # the user's value wins

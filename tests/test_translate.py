@@ -64,3 +64,27 @@ def test_cli_translate_folder_with_a_broken_file(tmp_path, h2z):
     outs = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len([o for o in outs if o.endswith("_AB.png")]) == 2 and len([o for o in outs if "_cycle" in o]) == 2
     assert Image.open(next((tmp_path / "out").glob("*_AB.png"))).size == (256, 256)
+
+
+def test_service_and_studio_return_identical_pixels_for_an_odd_sized_photo(tmp_path):
+    """One path for a photo (gancore.inference.translate_with): the HTTP service, the studio and the CLI agree."""
+    import io
+    from fastapi.testclient import TestClient
+
+    from gancore import serve
+    from studio.services import Services
+
+    photo = Image.open(ROOT / "gancore" / "assets" / "examples" / "horse_1.jpg").convert("RGB")
+    photo = photo.resize((203, 141))                   # odd sides: padding, cropping and resizing back all happen
+    buf = io.BytesIO()
+    photo.save(buf, format="PNG")
+    r = TestClient(serve.create_app(SHIPPED)).post("/translate", files={"image": ("odd.png", buf.getvalue())},
+                                                   data={"direction": "AB"})
+    assert r.status_code == 200, r.text
+    served = np.asarray(Image.open(io.BytesIO(r.content)))
+    studio = Services(weights_dir=SHIPPED.parent, runs_dir=tmp_path).translate(str(SHIPPED), np.asarray(photo), "AB")
+    assert served.shape == (141, 203, 3) and np.array_equal(served, studio["output"])
+    (tmp_path / "in").mkdir()
+    photo.save(tmp_path / "in" / "odd.png")
+    assert cli(["translate", str(SHIPPED), str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0
+    assert np.array_equal(np.asarray(Image.open(next((tmp_path / "out").glob("*.png")))), served)

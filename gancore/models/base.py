@@ -1,13 +1,23 @@
-"""The small model contract every GAN follows (after pytorch-CycleGAN-and-pix2pix's base_model).
+"""The model contract every GAN follows (after pytorch-CycleGAN-and-pix2pix's base_model).
 
-A model owns named networks (`networks`: saved as `<name>.*`), groups them for optimisation and DDP
-(`groups`: e.g. "G" and "D"), and implements one `train_step` in which the D and G phases are visible.
+A model knows everything about itself, so nothing outside `gancore/models/` switches on a model type:
+- training: named networks (`networks`: saved as `<name>.*`), groups for optimisation and DDP (`groups`:
+  "G" and "D"), one `train_step` in which the D and G phases are visible, `preview(n)` for the grid;
+- inference: its `directions()` (direction name -> generator network; one-generator models have one,
+  named after the network), `generator(direction)`, `inverse(direction)` for a round trip, and
+  `size_multiple` (input sides a fully convolutional generator needs);
+- deployment: `export_spec(direction)` (what to export, input/output names, dynamic axes, the pre/post
+  processing contract, which ops int8 quantises) and `example_inputs(...)` (real inputs for parity,
+  calibration and PSNR).
 """
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -20,7 +30,6 @@ class StepContext:
     wrapped: dict[str, nn.Module]          # group name -> module (DDP-wrapped when distributed)
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     scaler: torch.amp.GradScaler | None = None
-    extra: dict = field(default_factory=dict)
 
     def step(self, group: str, loss: torch.Tensor) -> None:
         """Backward + optimizer step for one group, through the GradScaler when fp16 is on."""
@@ -53,26 +62,74 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
+@dataclass(frozen=True)
+class ExportSpec:
+    """What `gancore.export` needs to write and check one generator as ONNX."""
+    module: nn.Module
+    network: str
+    direction: str
+    input_name: str
+    output_name: str
+    dynamic_axes: dict
+    contract: dict                         # stored in the file's metadata: shapes, ranges, pre/post-processing
+    size_multiple: int = 0                 # > 0: fully convolutional, any height/width divisible by this
+    quantize_ops: tuple = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+    quantize_options: dict = field(default_factory=dict)
+
+
+def image_io(channels: int, hw: list) -> dict:
+    """The contract of an image tensor in [-1, 1] (input or output of a generator)."""
+    return {"shape": ["batch", channels, *hw], "dtype": "float32", "layout": "NCHW",
+            "channels": "grey" if channels == 1 else "RGB", "range": [-1.0, 1.0], "scale": "x / 127.5 - 1",
+            "to_uint8": "round((y + 1) * 127.5), clipped to 0..255"}
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"   # photos the product ships
+
+
+def example_photos(domain: str | None = None) -> list[Path]:
+    """Example photos shipped for a domain name (`<domain>_*.jpg`; all of them for None, none for "")."""
+    if domain == "" or not EXAMPLES_DIR.is_dir():
+        return []
+    return sorted(EXAMPLES_DIR.glob("*.jpg" if domain is None else f"{domain.replace(' ', '_')}_*.jpg"))
+
+
+def synthetic_photo(size: int, channels: int, seed: int) -> np.ndarray:
+    """Smooth random image (C, size, size) in [-1, 1], only when no real photo is available (reports say so)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(1, channels, 6, 6, generator=g) * 2 - 1
+    return torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic").clamp(-1, 1)[0].numpy()
+
+
+def split_held_out(batches: np.ndarray, source: str) -> dict:
+    """Examples (N, ...) -> parity / calibration / held-out batches of 16 (a quarter held out)."""
+    k = max(1, len(batches) // 4)
+    held, cal = batches[:k], batches[k:] if len(batches) > k else batches
+    return {"parity": held[:16], "calibration": [cal[i:i + 16] for i in range(0, len(cal), 16)],
+            "held_out": [held[i:i + 16] for i in range(0, len(held), 16)], "source": source}
+
+
 class GANModel(nn.Module):
     model_type: str = ""
     task: str = ""                     # "noise" (z -> image), "translate" (image -> image), "inpaint"
-    generator_group: str = "G"         # the group that gets an EMA copy and is exported
+    size_multiple: int = 0             # > 0 for fully convolutional generators (any size divisible by it)
 
     def __init__(self, config):
         super().__init__()
         self.config = config
 
-    # Named networks, saved as `<name>.*` in checkpoints.
+    # ---- training ---------------------------------------------------------------------------------
+    # Named networks, saved as `<name>.*` in checkpoints (default: one generator G, one discriminator D).
     def networks(self) -> dict[str, nn.Module]:
-        raise NotImplementedError
+        return {"G": self.G, "D": self.D}
 
     # Optimisation / DDP units; each is one module whose forward covers one phase.
     def groups(self) -> dict[str, nn.Module]:
-        raise NotImplementedError
+        return {"G": self.G, "D": self.D}
 
     def generator_networks(self) -> list[str]:
         """Networks inside the generator group (EMA copies are saved as `ema.<name>.*`)."""
-        return ["G"]
+        return list(self.directions().values())
 
     def train_step(self, batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -84,6 +141,53 @@ class GANModel(nn.Module):
     def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         pass
 
-    def preview(self, n: int, generator_group: nn.Module, batch=None) -> torch.Tensor:
-        """A batch of images in [-1, 1] for the preview grid."""
+    def preview(self, n: int, generator_group: nn.Module, batch=None) -> tuple[torch.Tensor, int]:
+        """(images in [-1, 1], images per row) for the preview grid; at most `n` per row."""
+        raise NotImplementedError
+
+    # ---- inference --------------------------------------------------------------------------------
+    def directions(self) -> dict[str, str]:
+        """Direction name -> generator network name."""
+        return {"G": "G"}
+
+    def direction_labels(self) -> dict[str, str]:
+        """Direction name -> words for people ("horse → zebra")."""
+        return {d: d for d in self.directions()}
+
+    def direction(self, name: str | None = None) -> str:
+        """A direction by its name or its network's name (None: the first); BadInput names the choices."""
+        dirs = self.directions()
+        if name is None or name == "":
+            return next(iter(dirs))
+        if name in dirs:
+            return name
+        by_network = {net: d for d, net in dirs.items()}
+        if name in by_network:
+            return by_network[name]
+        from gancore.errors import BadInput
+        choices = ", ".join(f"{d!r}" + (f" ({n})" if n != d else "") for d, n in dirs.items())
+        raise BadInput(f"{self.model_type} has no direction {name!r}; choose {choices}")
+
+    def generator(self, direction: str | None = None) -> nn.Module:
+        return self.networks()[self.directions()[self.direction(direction)]]
+
+    def discriminator(self, direction: str | None = None, side: str = "output") -> nn.Module:
+        """The discriminator that judges a direction's output (or its input) images."""
+        return self.networks()["D"]
+
+    def inverse(self, direction: str | None = None) -> str | None:
+        """The direction that undoes `direction` (for a round trip), or None."""
+        return None
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        from gancore.errors import Unsupported
+        raise Unsupported(f"{self.model_type} does not generate from noise")
+
+    # ---- deployment -------------------------------------------------------------------------------
+    def export_spec(self, direction: str | None = None) -> ExportSpec:
+        raise NotImplementedError
+
+    def example_inputs(self, spec: ExportSpec, calibration_images=None, held_out_images=None,
+                       seed: int = 0) -> dict:
+        """{"parity": array, "calibration": [arrays], "held_out": [arrays], "source": words}: real inputs."""
         raise NotImplementedError

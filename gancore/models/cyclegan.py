@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gancore.models.base import GANModel, StepContext, init_dcgan_weights, set_requires_grad
+from gancore.models.base import ExportSpec, GANModel, StepContext, image_io, init_dcgan_weights, set_requires_grad
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,17 @@ class CycleGANConfig:
     pool_size: int = 50
     image_size: int = 256            # training crop; translation resizes photos to about this scale
     load_size: int = 286             # training images are resized to this, then randomly cropped
+    domain_a: str = ""               # what the domains hold ("horse", "zebra"): labels, and example photos
+    domain_b: str = ""               # named `<domain>_*.jpg` in gancore/assets/examples for export calibration
 
     def __post_init__(self):
         if self.upsample not in ("resize", "transposed"):
             raise ValueError("upsample must be 'resize' or 'transposed'")
         if self.image_size % 4:
             raise ValueError("image_size must be a multiple of 4")
+        for name in (self.domain_a, self.domain_b):
+            if not isinstance(name, str) or len(name) > 40 or not all(ch.isalnum() or ch in " -_" for ch in name):
+                raise ValueError("domain names are short words (letters, digits, spaces, '-', '_')")
 
 
 class ResidualBlock(nn.Module):
@@ -166,6 +171,7 @@ def cycle_consistency_loss(reconstructed: torch.Tensor, real: torch.Tensor) -> t
 class CycleGAN(GANModel):
     model_type = "cyclegan"
     task = "translate"
+    size_multiple = 4                # two stride-2 downsamplings
 
     def __init__(self, config: CycleGANConfig):
         super().__init__(config)
@@ -182,8 +188,24 @@ class CycleGAN(GANModel):
     def groups(self):
         return {"G": self.G, "D": self.D}
 
-    def generator_networks(self):
-        return ["G_AB", "G_BA"]
+    def directions(self):
+        return {"AB": "G_AB", "BA": "G_BA"}
+
+    def discriminator(self, direction=None, side="output"):
+        """D_B judges what G_AB makes (and what G_BA takes); D_A the reverse."""
+        d = self.direction(direction)
+        return self.D.D_B if (d == "AB") == (side == "output") else self.D.D_A
+
+    def inverse(self, direction=None):
+        return {"AB": "BA", "BA": "AB"}[self.direction(direction)]
+
+    def direction_labels(self):
+        return {d: "{} → {}".format(*self.domains(d)) for d in self.directions()}
+
+    def domains(self, direction=None) -> tuple[str, str]:
+        """(input domain, output domain) names of a direction, e.g. ("horse", "zebra")."""
+        a, b = self.config.domain_a or "A", self.config.domain_b or "B"
+        return (a, b) if self.direction(direction) == "AB" else (b, a)
 
     def train_step(self, batch, ctx: StepContext):
         real_A, real_B = batch
@@ -237,7 +259,53 @@ class CycleGAN(GANModel):
 
     @torch.no_grad()
     def preview(self, n, gen_group, batch=None):
-        """Rows: horses, their zebras, zebras, their horses."""
+        """Rows: A photos, their translations, B photos, their translations."""
         real_A, real_B = batch
         real_A, real_B = real_A[:n], real_B[:n]
-        return torch.cat([real_A, gen_group.G_AB(real_A), real_B, gen_group.G_BA(real_B)])
+        return torch.cat([real_A, gen_group.G_AB(real_A), real_B, gen_group.G_BA(real_B)]), real_A.shape[0]
+
+    def export_spec(self, direction=None):
+        cfg = self.config
+        d = self.direction(direction)
+        m, c = self.size_multiple, cfg.image_channels
+        source, _ = self.domains(d)
+        axes = {0: "batch", 2: "height", 3: "width"}
+        return ExportSpec(
+            module=self.generator(d), network=self.directions()[d], direction=d, input_name="image",
+            output_name="image_out", dynamic_axes={"image": axes, "image_out": axes}, size_multiple=m,
+            contract={
+                "input": {**image_io(c, ["height", "width"]), "size_multiple": m, "domain": d[0],
+                          "preprocess": f"resize so the shorter side is about {cfg.image_size} px (the training "
+                                        f"size), reflect-pad height and width to multiples of {m}, "
+                                        "scale pixels with x / 127.5 - 1"},
+                "output": {**image_io(c, ["height", "width"]),
+                           "postprocess": "crop the padding away, (y + 1) * 127.5 rounded and clipped to 0..255, "
+                                          "resize back to the photo's size"}},
+            # Only convolution inputs are quantised: a per-tensor int8 step on a convolution's output is blown
+            # up by the following InstanceNorm (gancore/export.py explains the measurements).
+            quantize_ops=("Conv",), quantize_options={"OpTypesToExcludeOutputQuantization": ["Conv"]})
+
+    def example_inputs(self, spec, calibration_images=None, held_out_images=None, seed=0):
+        """Real photos of the input domain: given, or the example photos shipped for these domain names."""
+        from gancore.imaging import square_photo
+        from gancore.models.base import example_photos, synthetic_photo
+        c, s = self.config.image_channels, self.config.image_size
+        src_name, dst_name = self.domains(spec.direction)
+        own, other = example_photos(src_name), example_photos(dst_name)
+        held_paths, cal_paths = own[:1], own[1:] + other
+        source = f"the bundled example photos ({', '.join(p.name for p in own + other)})"
+        if held_out_images is not None:
+            held_paths, source = list(held_out_images), "given held-out photos, calibrated on " + (
+                "given photos" if calibration_images is not None else source)
+            cal_paths = own + other
+        if calibration_images is not None:
+            cal_paths = list(calibration_images)
+            if held_out_images is None:
+                source = "given calibration photos, held-out: " + source
+        held = [square_photo(p, s, c)[None] for p in held_paths]
+        cal = [square_photo(p, s, c)[None] for p in cal_paths]
+        if not held:
+            held = [synthetic_photo(s, c, seed)[None]]
+            cal = cal or [synthetic_photo(s, c, seed + 1 + i)[None] for i in range(4)]
+            source = "synthetic smooth images (no photos given and no bundled examples found)"
+        return {"parity": held[0], "calibration": cal, "held_out": held, "source": source}

@@ -109,6 +109,3 @@ class DCGAN(NoiseGAN):
         self.G = DCGANGenerator(config)
         self.D = DCGANDiscriminator(config)
         init_dcgan_weights(self)
-
-    def noise(self, n, generator=None):
-        return torch.randn(n, self.config.latent_dim, generator=generator)

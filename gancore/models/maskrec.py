@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gancore.masking import mask_image, patch_mask, pixel_mask
-from gancore.models.base import GANModel, StepContext, init_dcgan_weights, set_requires_grad
+from gancore.models.base import (ExportSpec, GANModel, StepContext, example_photos, image_io, init_dcgan_weights,
+                                 set_requires_grad, split_held_out, synthetic_photo)
 from gancore.models.noise_gan import d_loss, g_loss
 
 
@@ -137,12 +139,6 @@ class MaskRec(GANModel):
         # The channel-wise FC keeps its 1/sqrt(cells) scale: N(0, 0.02) would nearly cut the encoder off.
         nn.init.normal_(self.G.encoder.fc.weight, 0.0, ((config.image_size // 4) ** 2) ** -0.5)
 
-    def networks(self):
-        return {"G": self.G, "D": self.D}
-
-    def groups(self):
-        return {"G": self.G, "D": self.D}
-
     def sample_masks(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """Training masks (N, 1, H, W); global RNG unless a generator is given."""
         cfg = self.config
@@ -213,4 +209,34 @@ class MaskRec(GANModel):
         mask = patch_mask(real.shape[0], size, size, self.config.mask_ratio, self.config.patch_size, g)
         mask = mask.to(real.device, real.dtype)
         fill = gen_group(generator_input(real, mask))
-        return torch.cat([real, mask_image(real, mask, 0.0), self.composite(real, fill, mask)]).clamp(-1, 1)
+        rows = torch.cat([real, mask_image(real, mask, 0.0), self.composite(real, fill, mask)]).clamp(-1, 1)
+        return rows, real.shape[0]
+
+    def export_spec(self, direction=None):
+        cfg = self.config
+        d = self.direction(direction)
+        c, s = cfg.image_channels, cfg.image_size
+        inp = image_io(c + 1, [s, s])
+        inp["channels"] = ("grey" if c == 1 else "RGB") + " image with hidden pixels set to 0, then the mask (1 = hidden)"
+        return ExportSpec(
+            module=self.G, network="G", direction=d, input_name="masked_image", output_name="fill",
+            dynamic_axes={"masked_image": {0: "batch"}, "fill": {0: "batch"}},   # fixed size: a dense layer inside
+            contract={"input": inp,
+                      "output": {**image_io(c, [s, s]),
+                                 "postprocess": "composite: image * (1 - mask) + fill * mask, then to uint8"}})
+
+    def example_inputs(self, spec, calibration_images=None, held_out_images=None, seed=0):
+        """Real images of the model's own kind with random masks: MNIST test digits for grey models."""
+        from gancore.imaging import square_photo
+        c, s = self.config.image_channels, self.config.image_size
+        if calibration_images is None and c == 1:
+            from gancore.data import load_mnist
+            imgs = [square_photo(d, s, 1) for d in load_mnist("test")[0][:96]]
+            source = "MNIST test digits with random masks"
+        else:
+            paths = list(calibration_images or []) + list(held_out_images or []) or example_photos()
+            imgs = [square_photo(p, s, c) for p in paths] or [synthetic_photo(s, c, seed + i) for i in range(8)]
+            source = "given photos with random masks" if calibration_images else "bundled photos with random masks"
+        x = torch.from_numpy(np.stack(imgs))
+        masks = self.sample_masks(len(x), generator=torch.Generator().manual_seed(seed))
+        return split_held_out(generator_input(x, masks.to(x.dtype)).numpy(), source)

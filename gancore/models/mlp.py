@@ -54,11 +54,9 @@ class MLPDiscriminator(nn.Module):
 
 class MLPGAN(NoiseGAN):
     model_type = "mlp"
+    quantize_ops = ("Gemm", "MatMul")
 
     def __init__(self, config: MLPGANConfig):
         super().__init__(config)
         self.G = MLPGenerator(config)
         self.D = MLPDiscriminator(config)
-
-    def noise(self, n, generator=None):
-        return torch.randn(n, self.config.latent_dim, generator=generator)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gancore.models.base import GANModel, StepContext, set_requires_grad
+from gancore.models.base import ExportSpec, GANModel, StepContext, image_io, set_requires_grad
 
 
 def d_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,14 +26,8 @@ def g_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
 class NoiseGAN(GANModel):
     task = "noise"
 
-    def networks(self):
-        return {"G": self.G, "D": self.D}
-
-    def groups(self):
-        return {"G": self.G, "D": self.D}
-
     def noise(self, n: int, generator=None) -> torch.Tensor:
-        raise NotImplementedError
+        return torch.randn(n, self.config.latent_dim, generator=generator)
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return self.G(z)
@@ -67,5 +61,27 @@ class NoiseGAN(GANModel):
 
     @torch.no_grad()
     def preview(self, n, gen_group, batch=None):
-        z = self.noise(64, generator=torch.Generator().manual_seed(1234))
-        return gen_group(z.to(next(gen_group.parameters()).device))
+        """n x n samples from fixed latents, so successive previews show the same digits improving."""
+        z = self.noise(n * n, generator=torch.Generator().manual_seed(1234))
+        return gen_group(z.to(next(gen_group.parameters()).device)), n
+
+    def export_spec(self, direction=None):
+        cfg = self.config
+        d = self.direction(direction)
+        c, s = cfg.image_channels, cfg.image_size
+        return ExportSpec(
+            module=self.generator(d), network=self.directions()[d], direction=d, input_name="z", output_name="image",
+            dynamic_axes={"z": {0: "batch"}, "image": {0: "batch"}},
+            contract={"input": {"name": "z", "shape": ["batch", cfg.latent_dim], "dtype": "float32",
+                                "distribution": "standard normal N(0, 1); scale by a truncation factor <= 1 "
+                                                "for safer samples"},
+                      "output": image_io(c, [s, s])},
+            quantize_ops=self.quantize_ops)
+
+    quantize_ops = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+    def example_inputs(self, spec, calibration_images=None, held_out_images=None, seed=0):
+        # Calibrate on the generator's own input distribution; hold out other seeds.
+        z = lambda n, s: self.noise(n, generator=torch.Generator().manual_seed(s)).numpy()   # noqa: E731
+        return {"parity": z(16, seed), "calibration": [z(16, seed + 1 + i) for i in range(8)],
+                "held_out": [z(16, seed + 100 + i) for i in range(4)], "source": "random z ~ N(0, 1)"}

@@ -11,141 +11,20 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
 from gancore.errors import BadInput
 
-# The engine (torch) is imported inside the handlers, so building the app does not wait for it.
-
-DISCRIMINATOR_METHODS = {"Saliency": "saliency", "Integrated Gradients": "integrated_gradients",
-                         "Occlusion": "occlusion", "Learned mask": "learned_mask"}
-CYCLEGAN_METHODS = {"PatchGAN real/fake map": "realness", "Change |output - input|": "change",
-                    "Cycle error": "cycle_error"}
+# The engine (torch) is imported inside the handlers, so building the app does not wait for it; the
+# method names are plain data the engine also uses.
+DISCRIMINATOR_METHODS = ("Saliency", "Integrated Gradients", "Occlusion", "Learned mask")
+CYCLEGAN_METHODS = ("PatchGAN real/fake map", "Change |output - input|", "Cycle error")
 LATENT_METHOD = "Latent directions (SeFa)"
 ALL_METHODS = list(DISCRIMINATOR_METHODS) + list(CYCLEGAN_METHODS) + [LATENT_METHOD]
-EXPLAIN_MAX_SIDE = 128      # photos are explained at this longer side: gradient methods stay near 1 s on CPU
 
 
-class ExplainInputError(BadInput):
-    """An input the tab cannot use; the message is shown to the user as is."""
-
-
-def methods_for(model) -> list[str]:
-    task = getattr(model, "task", "")
-    methods = list(DISCRIMINATOR_METHODS)
-    if task == "translate":
-        methods = list(CYCLEGAN_METHODS) + methods
-    if task == "noise":
-        methods = methods + [LATENT_METHOD]
-    return methods
-
-
-def _discriminator(model, direction: str = "AB"):
-    """The discriminator that judges the explained image (CycleGAN: the one of the input's domain)."""
-    if getattr(model, "task", "") == "translate":
-        return model.D.D_A if direction == "AB" else model.D.D_B
-    return model.D
-
-
-def prepare(model, image):
-    """User image -> (1, C, H, W) tensor in the model's format, and the uint8 image it shows."""
-    from gancore.data import to_tensor
-    if image is None:
-        raise ExplainInputError("Choose an image first: upload one, pick an example, or generate one.")
-    arr = np.asarray(image)
-    if arr.ndim not in (2, 3) or arr.size == 0:
-        raise ExplainInputError("That does not look like an image.")
-    cfg = model.config
-    pil = Image.fromarray(arr.astype(np.uint8)).convert("L" if cfg.image_channels == 1 else "RGB")
-    if getattr(model, "task", "") == "translate":
-        s = min(1.0, EXPLAIN_MAX_SIDE / max(pil.size))
-        w, h = max(8, round(pil.width * s)) // 4 * 4, max(8, round(pil.height * s)) // 4 * 4
-        pil = pil.resize((w, h), Image.BICUBIC)
-    else:
-        side = min(pil.size)
-        pil = pil.crop(((pil.width - side) // 2, (pil.height - side) // 2,
-                        (pil.width - side) // 2 + side, (pil.height - side) // 2 + side))
-        pil = pil.resize((cfg.image_size, cfg.image_size), Image.BOX if side > cfg.image_size else Image.NEAREST)
-        if cfg.image_channels == 1 and np.asarray(pil).mean() > 127:   # digits are light on black
-            pil = Image.fromarray(255 - np.asarray(pil))
-    shown = np.asarray(pil)
-    return to_tensor(shown).unsqueeze(0), shown
-
-
-def generate(model, seed: int = 0) -> np.ndarray:
-    """A fresh sample from a noise model (uint8)."""
-    from gancore.inference import sample
-    if getattr(model, "task", "") != "noise":
-        raise ExplainInputError("Only noise models generate images; upload an image instead.")
-    return sample(model, n=1, seed=int(seed))[0].squeeze()
-
-
-def explain_one(model, image, method: str, opacity: float = 0.5, direction: str = "AB", epochs: int = 50,
-                lr: float = 0.01, seed: int = 0, has_discriminator: bool = True) -> dict:
-    """One method on one image: {"overlay": uint8, "heatmap": float (H, W), "caption": str, "info": dict}."""
-    from gancore import explain as ex
-    if method == LATENT_METHOD:
-        return latent_directions(model, seed, opacity)[0]
-    x, shown = prepare(model, image)
-    if method in CYCLEGAN_METHODS:
-        if getattr(model, "task", "") != "translate":
-            raise ExplainInputError(f"{method} needs a CycleGAN model.")
-        key = CYCLEGAN_METHODS[method]
-        if key == "realness" and not has_discriminator:
-            raise ExplainInputError("This checkpoint holds no discriminators, so it has no real/fake map.")
-        maps = ex.cyclegan_maps(model, x, direction, realness=key == "realness")
-        heat = maps[key]
-        if key == "realness":
-            info = {"realness_mean": round(maps["realness_mean"], 3)}
-            caption = f"{method} (mean {maps['realness_mean']:.2f}; 1 = looks real)"
-        else:
-            # Absolute units (share of the value range) in the caption; the display is scaled to its maximum.
-            info = {"mean": round(float(heat.mean()), 4), "max": round(float(heat.max()), 4)}
-            caption = f"{method}: mean {heat.mean() * 100:.1f} %, max {heat.max() * 100:.0f} % of the value range"
-            heat = heat / max(float(heat.max()), 1e-6)
-        base = ((maps["output"][0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy() \
-            if key == "realness" else shown
-        return {"overlay": ex.overlay(base, heat, opacity), "heatmap": heat, "caption": caption, "info": info}
-    if method not in DISCRIMINATOR_METHODS:
-        raise ExplainInputError(f"Unknown method {method!r}.")
-    if not has_discriminator:
-        raise ExplainInputError("This checkpoint holds no discriminator, so there is no decision to explain.")
-    key = DISCRIMINATOR_METHODS[method]
-    kwargs = {"epochs": int(epochs), "lr": float(lr)} if key == "learned_mask" else {}
-    e = ex.explain(_discriminator(model, direction), x, key, **kwargs)
-    info = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.info.items()}
-    caption = f"{method}: D score {e.info['score']:+.2f} ({'real' if e.info['score'] >= 0 else 'fake'})"
-    if "delta" in e.info:
-        caption += f", completeness delta {e.info['delta']:.3g}"
-    if "kept_share" in e.info:
-        caption += f", keeps {e.info['kept_share'] * 100:.0f} % of the image, decision kept: {e.info['decision_kept']}"
-    return {"overlay": ex.overlay(shown, e.heatmap, opacity), "heatmap": e.heatmap, "caption": caption, "info": info}
-
-
-def latent_directions(model, seed: int = 0, opacity: float = 0.5, k: int = 4) -> list[dict]:
-    """Which pixels each of the top-k SeFa directions moves, for the sample drawn with `seed`."""
-    import torch
-    from gancore import explain as ex
-    from gancore.latent import sefa_directions
-    if getattr(model, "task", "") != "noise":
-        raise ExplainInputError("Latent directions need a noise model (MLP GAN or DCGAN).")
-    z = model.noise(1, generator=torch.Generator().manual_seed(int(seed)))
-    dirs, _ = sefa_directions(model.G, k)
-    maps = ex.direction_maps(model.G, z, dirs, step=2.0)
-    shown = generate(model, seed)
-    return [{"overlay": ex.overlay(shown, m, opacity), "heatmap": m, "caption": f"SeFa direction {i}", "info": {}}
-            for i, m in enumerate(maps)]
-
-
-def compare(model, image, methods: list[str], opacity: float = 0.5, direction: str = "AB",
-            has_discriminator: bool = True) -> list[dict]:
-    """Several methods side by side (same image, same opacity)."""
-    if not methods:
-        raise ExplainInputError("Pick at least one method to compare.")
-    out = []
-    for m in methods:
-        if m == LATENT_METHOD:
-            continue
-        out.append(explain_one(model, image, m, opacity, direction, has_discriminator=has_discriminator))
-    return out
+def _engine():
+    from gancore import explain
+    return explain
 
 
 def save_download(result: dict, folder: str | None = None) -> str:
@@ -178,37 +57,38 @@ def build(services):
     def load(ckpt):
         from gancore.explain import has_discriminators
         if not ckpt:
-            raise ExplainInputError("Choose a model first.")
-        return services.load(ckpt), has_discriminators(ckpt)
+            raise BadInput("Choose a model first.")
+        model = services.load(ckpt)
+        return model, has_discriminators(model, ckpt)
 
     @friendly
     def on_model(ckpt):
         if not ckpt:
             return gr.skip(), gr.skip()
         model, _ = load(ckpt)
-        ms = methods_for(model)
+        ms = _engine().methods_for(model)
         return (gr.Dropdown(choices=ms, value=ms[0]),
                 gr.CheckboxGroup(choices=[m for m in ms if m != LATENT_METHOD]))
 
     @friendly
     def on_generate(ckpt, seed):
         model, _ = load(ckpt)
-        return generate(model, seed)
+        return _engine().generate(model, seed)
 
     @friendly
     def on_explain(ckpt, image, method, opacity, direction, epochs, lr, seed):
         model, has_d = load(ckpt)
         if method == LATENT_METHOD:
-            results = latent_directions(model, seed, opacity)
+            results = _engine().latent_directions(model, seed, opacity)
             r = results[0]
             return r["overlay"], r["caption"], save_download(r), [(q["overlay"], q["caption"]) for q in results]
-        r = explain_one(model, image, method, opacity, direction, epochs, lr, seed, has_discriminator=has_d)
+        r = _engine().explain_one(model, image, method, opacity, direction, epochs, lr, seed, has_discriminator=has_d)
         return r["overlay"], r["caption"], save_download(r), []
 
     @friendly
     def on_compare(ckpt, image, methods, opacity, direction):
         model, has_d = load(ckpt)
-        return [(r["overlay"], r["caption"]) for r in compare(model, image, methods, opacity, direction, has_d)]
+        return [(r["overlay"], r["caption"]) for r in _engine().compare(model, image, methods, opacity, direction, has_d)]
 
     @friendly
     def on_example(index):

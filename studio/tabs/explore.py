@@ -39,7 +39,7 @@ def build(services):
 
     @friendly
     def grid(path, seed, count, truncation):
-        return png_file(enlarge(tile(services.samples(path, int(count), int(seed or 0), float(truncation))), 512),
+        return png_file(enlarge(tile(services.samples(path, int(count), int(seed or 0), float(truncation)), rgb=True), 512),
                         f"samples-seed{int(seed or 0)}")
 
     def refresh(current):

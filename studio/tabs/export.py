@@ -10,11 +10,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.ui import short
+from studio.ui import friendly
 
 PRECISIONS = [("fp32: exact (parity with PyTorch)", "fp32"),
               ("int8: about 4x smaller file, quantised (checked at >= 30 dB PSNR)", "int8")]
-DIRECTIONS = [("Horse → zebra (G_AB)", "G_AB"), ("Zebra → horse (G_BA)", "G_BA")]
 
 
 # ---- plain functions -----------------------------------------------------------------------------
@@ -54,7 +53,7 @@ def serve_command(path: str | os.PathLike) -> str:
     return f"gancore serve {shlex.quote(str(path))} --host 127.0.0.1 --port 8000"
 
 
-def run_export(services, checkpoint: str, direction: str = "G_AB", precision: str = "fp32") -> tuple[str, str, str]:
+def run_export(services, checkpoint: str, direction: str = "", precision: str = "fp32") -> tuple[str, str, str]:
     """Export `checkpoint` -> (report in Markdown, path of the .onnx file, serve command). Engine errors pass."""
     from gancore.export import export_onnx
     if not checkpoint:
@@ -62,24 +61,19 @@ def run_export(services, checkpoint: str, direction: str = "G_AB", precision: st
     if precision not in ("fp32", "int8"):
         raise ValueError("Precision must be fp32 or int8.")
     model = services.load(checkpoint)
-    network = direction if model.model_type == "cyclegan" else None
-    stem = Path(checkpoint).stem
-    out = exports_dir(services) / f"{stem}_{network or 'G'}_{precision}.onnx"
-    report = export_onnx(model, out, int8=precision == "int8", network=network)
+    spec_direction = model.direction(direction) if len(model.directions()) > 1 else None
+    network = model.directions()[model.direction(spec_direction)]
+    out = exports_dir(services) / f"{Path(checkpoint).stem}_{network}_{precision}.onnx"
+    report = export_onnx(model, out, int8=precision == "int8", network=spec_direction)
     return describe(report), str(out), serve_command(out)
 
 
 # ---- layout and wiring ----------------------------------------------------------------------------
 
 def build(services):
+    @friendly
     def export_handler(checkpoint, direction, precision):
-        from gancore.export import ExportError
-        try:
-            return run_export(services, checkpoint, direction, precision)
-        except gr.Error:
-            raise
-        except (ExportError, ValueError, FileNotFoundError) as e:   # CheckpointError/DataError are ValueErrors
-            raise gr.Error(short(e), title="Export failed") from None
+        return run_export(services, checkpoint, direction, precision)
 
     def refresh(current):
         pairs = services.list_checkpoints()
@@ -88,10 +82,10 @@ def build(services):
 
     def show_direction(checkpoint):
         try:
-            is_cyclegan = bool(checkpoint) and services.load(checkpoint).model_type == "cyclegan"
+            pairs = services.direction_choices(checkpoint) if checkpoint else []
         except Exception:   # an unreadable file: the export itself reports why
-            is_cyclegan = False
-        return gr.Radio(visible=is_cyclegan)
+            pairs = []
+        return gr.Radio(choices=pairs or [("", "")], value=pairs[0][1] if pairs else "", visible=len(pairs) > 1)
 
     try:
         pairs = services.list_checkpoints()
@@ -103,8 +97,8 @@ def build(services):
         ckpt = gr.Dropdown(pairs, value=pairs[0][1] if pairs else None, label="Model", elem_id="export-model",
                            allow_custom_value=True, scale=3)
         refresh_btn = gr.Button("↻ Refresh list", elem_id="export-refresh", scale=0)
-    direction = gr.Radio(DIRECTIONS, value="G_AB", label="Direction (CycleGAN)", visible=False,
-                         elem_id="export-direction")
+    direction = gr.Radio([("A → B (G_AB)", "G_AB"), ("B → A (G_BA)", "G_BA"), ("", "")], value="",
+                         label="Direction", visible=False, elem_id="export-direction")
     precision = gr.Radio(PRECISIONS, value="fp32", label="Precision", elem_id="export-precision")
     go = gr.Button("Export", variant="primary", elem_id="export-go")
     report = gr.Markdown(elem_id="export-report")

@@ -16,10 +16,6 @@ MASK_KINDS = ("random patches", "random pixels", "painted")
 DISPLAY_SIDE = 196          # 28 px digits are shown 7x larger, pixels kept sharp
 
 
-class MaskError(BadInput):
-    """An input the tab cannot use; the message is shown to the user as is."""
-
-
 _EXAMPLES: np.ndarray | None = None
 
 
@@ -59,85 +55,12 @@ def editor_parts(value) -> tuple[np.ndarray | None, np.ndarray | None]:
     return np.asarray(value), None
 
 
-def prepare_image(image, size: int, channels: int):
-    """uint8 array / PIL -> (1, C, size, size) in [-1, 1], and a note. Light backgrounds are inverted,
-    since MNIST digits are light strokes on black."""
-    from gancore.data import to_tensor
-    if image is None:
-        raise MaskError("Choose an image first: upload one, draw one, or pick an example digit.")
-    arr = np.asarray(image)
-    if arr.ndim not in (2, 3) or arr.size == 0:
-        raise MaskError("That does not look like an image.")
-    pil = Image.fromarray(arr.astype(np.uint8))
-    if pil.mode in ("RGBA", "LA"):
-        bg = Image.new("RGBA", pil.size, (255, 255, 255, 255))
-        pil = Image.alpha_composite(bg, pil.convert("RGBA"))
-    pil = pil.convert("L" if channels == 1 else "RGB")
-    w, h = pil.size
-    side = min(w, h)
-    pil = pil.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
-    note = ""
-    if (w, h) != (size, size):
-        pil = pil.resize((size, size), Image.BOX if side > size else Image.NEAREST)
-        note = f"resized from {w}x{h} to {size}x{size}"
-    x = np.asarray(pil)
-    if channels == 1 and x.mean() > 127:
-        x = 255 - x
-        note = (note + "; " if note else "") + "inverted (light background)"
-    return to_tensor(x).unsqueeze(0), note
-
-
-def make_mask(kind: str, ratio: float, patch_size: int, seed: int, size: int, painted=None):
-    """(1, 1, size, size) tensor with 1 = hidden."""
-    import torch
-    from gancore import masking
-    if kind == "painted":
-        if painted is None or np.asarray(painted).max() == 0:
-            raise MaskError("Paint over the part of the image to hide, or choose a random mask.")
-        return masking.mask_from_array(painted, size, size, threshold=0.1)
-    g = torch.Generator().manual_seed(int(seed))
-    mk = "pixel" if kind == "random pixels" else "patch"
-    return masking.random_mask(mk, 1, size, size, float(ratio), int(patch_size), generator=g)
-
-
-def _uint8(x) -> np.ndarray:
-    """(1, C, H, W) in [-1, 1] -> uint8 HW (grey) or HWC."""
-    img = ((x.detach().float().clamp(-1, 1)[0] + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    return img[..., 0] if img.shape[-1] == 1 else img
-
-
 def reconstruct(model, image, kind: str = "random patches", ratio: float = 0.5, patch_size: int = 4,
                 seed: int = 0, painted=None, opacity: float = 0.6) -> dict:
-    """Mask, masked input, reconstruction, error map (uint8) and PSNR numbers for one image."""
-    import torch
-    from gancore import masking
-    from gancore.explain import overlay
-
-    if getattr(model, "task", "") != "inpaint":
-        raise MaskError("This model does not reconstruct masked images; choose a masked-reconstruction model.")
-    cfg = model.config
-    x, note = prepare_image(image, cfg.image_size, cfg.image_channels)
-    mask = make_mask(kind, ratio, patch_size, seed, cfg.image_size, painted)
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        rec = model.inpaint(x.to(device), mask.to(device)).cpu().clamp(-1, 1)
-    baseline = masking.diffusion_fill(x, mask)
-    err = (rec - x).abs().mean(1)[0].div(2).numpy()                    # (H, W) in [0, 1]
-    share = float(mask.mean())
-    psnr_hidden = float(masking.psnr(rec, x, mask)[0])
-    psnr_whole = float(masking.psnr(rec, x)[0])
-    psnr_base = float(masking.psnr(baseline, x, mask)[0])
-    masked = masking.mask_image(x, mask, 0.0)                           # hidden pixels mid-grey
-    orig = _uint8(x)
-    return {
-        "mask": enlarge((mask[0, 0].numpy() * 255).astype(np.uint8)),
-        "masked": enlarge(_uint8(masked)),
-        "reconstruction": enlarge(_uint8(rec)),
-        "original": enlarge(orig),
-        "error": overlay(orig, err / max(err.max(), 1e-6), opacity=opacity, label="err"),
-        "psnr_hidden": psnr_hidden, "psnr_whole": psnr_whole, "psnr_diffusion": psnr_base,
-        "hidden_share": share, "note": note,
-    }
+    """The engine's reconstruction (gancore.masking.reconstruct_picture), enlarged for display."""
+    from gancore.masking import reconstruct_picture
+    r = reconstruct_picture(model, image, kind, ratio, patch_size, seed, painted, opacity)
+    return {**r, **{k: enlarge(r[k]) for k in ("mask", "masked", "reconstruction", "original")}}
 
 
 def summary(result: dict) -> str:
@@ -163,7 +86,7 @@ def build(services):
     @friendly
     def on_run(ckpt, editor, kind, ratio, patch, seed, opacity):
         if not ckpt:
-            raise MaskError("Choose a masked-reconstruction model first.")
+            raise BadInput("Choose a masked-reconstruction model first.")
         model = services.load(ckpt)
         image, painted = editor_parts(editor)
         r = reconstruct(model, image, kind, ratio, patch, seed, painted, opacity)

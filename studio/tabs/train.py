@@ -9,7 +9,7 @@ import html
 
 import gradio as gr
 
-from gancore.recipes import learning_rate
+from gancore.catalog import learning_rate
 from studio.ui import friendly, png_file
 
 MODELS = [("DCGAN: convolutional, sharp digits in a minute", "dcgan"),
@@ -99,6 +99,20 @@ def build(services):
         return (f"Started **{name}**. You can leave this page; the run keeps going.", gr.Timer(active=True),
                 gr.Button(interactive=False), gr.Button(interactive=True))
 
+    @friendly
+    def resume(path):
+        if not path:
+            return (gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        name = services.resume_training(path)
+        return (f"Resuming **{name}** from its last checkpoint.", gr.Timer(active=True),
+                gr.Button(interactive=False), gr.Button(interactive=True))
+
+    def interrupted(current=None):
+        pairs = services.interrupted_runs()
+        values = [v for _, v in pairs]
+        return gr.Dropdown(choices=pairs, value=current if current in values else (values[0] if values else None),
+                           visible=bool(pairs)), gr.Button(visible=bool(pairs))
+
     def stop():
         if services.stop_training():
             return "Stopping after the current step; the model so far is saved."
@@ -148,6 +162,11 @@ def build(services):
                 start_btn = gr.Button("Start training", variant="primary", elem_id="train-start")
                 stop_btn = gr.Button("Stop", variant="stop", interactive=False, elem_id="train-stop")
             note = gr.Markdown(elem_id="train-note")
+            with gr.Row():
+                # Runs that were stopped, killed or cut short by a restart: pick one to continue it.
+                unfinished = gr.Dropdown([], value=None, label="Unfinished runs", visible=False, scale=3,
+                                         elem_id="train-unfinished", allow_custom_value=True)
+                resume_btn = gr.Button("Resume", visible=False, scale=1, elem_id="train-resume")
         with gr.Column(scale=3, min_width=300):
             bar = gr.HTML(progress_html(services.training_state()), elem_id="train-progress")
             grid = gr.Image(label="Samples (refresh while training)", interactive=False, height=320,
@@ -164,8 +183,10 @@ def build(services):
     start_btn.click(start, [model, data, upload, upload_b, unit, budget, batch_size, lr, image_size, run_name],
                     [note, timer, start_btn, stop_btn], api_name="train_start", concurrency_limit=1)
     stop_btn.click(stop, None, note, api_name="train_stop", concurrency_limit=None)
+    resume_btn.click(resume, unfinished, [note, timer, start_btn, stop_btn], api_name="train_resume",
+                     concurrency_limit=1)
     timer.tick(poll, None, polled, api_name="train_poll", concurrency_limit=None, show_progress="hidden")
-    return {"poll": (poll, polled)}
+    return {"poll": (poll, polled), "unfinished": (interrupted, unfinished, [unfinished, resume_btn])}
 
 
 def _path(f) -> str:

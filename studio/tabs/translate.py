@@ -7,7 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.services import EXAMPLES_DIR
-from studio.ui import INFERENCE_CONCURRENCY, PhotoInput, choices_update, friendly, png_file
+from studio.ui import INFERENCE_CONCURRENCY, choices_update, friendly, photo_input, png_file
 
 DIRECTIONS = [("Horse → zebra (A → B)", "AB"), ("Zebra → horse (B → A)", "BA")]
 
@@ -44,7 +44,7 @@ def build(services):
         cycle = gr.Checkbox(value=True, label="Show the round trip",
                             info="Also translate the result back, to see what the model kept.", scale=1)
     with gr.Row(equal_height=True):
-        image = PhotoInput(label="Your photo", sources=["upload", "clipboard", "webcam"],
+        image = photo_input(label="Your photo", sources=["upload", "clipboard", "webcam"],
                          height=300, elem_id="translate-input")
         output = gr.Image(label="Translated", interactive=False, format="png", height=300,
                           elem_id="translate-output")

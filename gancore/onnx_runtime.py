@@ -23,24 +23,31 @@ def providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
+def session(path: str | os.PathLike, threads: int | None = None):
+    """An ONNX Runtime session on the best provider, with `threads` intra-op threads (default: this process's
+    cores). Raises BadCheckpoint when the file is not a loadable ONNX model."""
+    import onnxruntime as ort
+    from gancore.errors import BadCheckpoint
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or cpu_threads()
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), so, providers=providers())
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise BadCheckpoint(f"{Path(path).name}: not a loadable ONNX model ({e.__class__.__name__})") from None
+
+
 class OnnxGenerator:
     """One exported generator in an ONNX Runtime session (thread-safe: `run` may be called concurrently)."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        import onnxruntime as ort
         from gancore.errors import BadCheckpoint
         self.path = Path(path)
         if not self.path.is_file():
             raise BadCheckpoint(f"{self.path}: no such ONNX file")
         if self.path.stat().st_size == 0:
             raise BadCheckpoint(f"{self.path.name}: the file is empty, not an ONNX model")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or cpu_threads()
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=providers())
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise BadCheckpoint(f"{self.path.name}: not a loadable ONNX model ({e.__class__.__name__})") from None
+        self.session = session(self.path, threads)
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         if meta.get("format") != "gancore-onnx":
             raise BadCheckpoint(f"{self.path.name}: not exported by GAN Studio (no gancore metadata)")
@@ -75,10 +82,15 @@ class OnnxGenerator:
         """Generator output (float32, [-1, 1]) for one batch."""
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
+    @property
+    def direction(self) -> str:
+        """The direction this file runs (older files store only the network: G_AB -> AB, G -> G)."""
+        return self.metadata.get("direction") or {"G_AB": "AB", "G_BA": "BA"}.get(self.network, self.network)
+
     def noise(self, n: int, seed: int = 0) -> np.ndarray:
         """The z `gancore.inference.sample(model, n, seed)` would draw, so seeds match the checkpoint's."""
-        import torch
-        return torch.randn(n, self.config["latent_dim"], generator=torch.Generator().manual_seed(int(seed))).numpy()
+        from gancore.imaging import seeded_noise
+        return seeded_noise(n, self.config["latent_dim"], seed).numpy()
 
     def __repr__(self):
         return f"OnnxGenerator({self.path.name}, {self.model_type} {self.network} {self.precision}, {self.provider})"

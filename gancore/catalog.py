@@ -1,0 +1,87 @@
+"""What the product knows about each model besides its code: task, title, studio presets, training recipe.
+
+Torch-free, so the studio can show it before the engine is imported; `gancore.registry` maps the same names
+to their config and model classes. A model added elsewhere (a test, a plug-in) registers both at once with
+`registry.register(...)`, which also calls `add` here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TASKS = ("noise", "translate", "inpaint")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    task: str                        # "noise" (z -> image), "translate" (image -> image), "inpaint"
+    title: str
+    # Training settings measured best for the model (bench/dcgan_recipes.py, weights/dcgan_mnist.md),
+    # applied under the user's own settings by `training.recommended`.
+    recipe: dict = field(default_factory=dict)
+    # Studio presets: small configs that train in minutes on a laptop CPU. `image_size` per data source
+    # ("mnist": 28 px grey, "upload": RGB pictures), the sizes the Train tab offers, and fixed settings.
+    # `load_size_margin`: the training load size is image_size * (1 + margin) (random crops).
+    studio: dict = field(default_factory=dict)
+
+
+_MODELS: dict[str, ModelInfo] = {}
+
+
+def add(info: ModelInfo) -> None:
+    if info.task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}")
+    _MODELS[info.name] = info
+
+
+def remove(name: str) -> None:
+    _MODELS.pop(name, None)
+
+
+def get(name: str) -> ModelInfo | None:
+    return _MODELS.get(name)
+
+
+def names() -> list[str]:
+    return sorted(_MODELS)
+
+
+def task_of(name: str) -> str:
+    info = _MODELS.get(name)
+    return info.task if info else ""
+
+
+def learning_rate(model: str) -> float:
+    info = _MODELS.get(model)
+    return (info.recipe if info else {}).get("lr_g", 2e-4)
+
+
+def studio_settings(model: str, mnist: bool, image_size: int = 0) -> dict:
+    """Config settings for a studio run of `model` on MNIST or on uploaded RGB pictures."""
+    preset = _MODELS[model].studio
+    if not preset:
+        return {}
+    sizes = preset.get("image_sizes")
+    default = preset.get("image_size", {}).get("mnist" if mnist else "upload")
+    size = int(image_size) if image_size and (not sizes or int(image_size) in sizes) else default
+    out = dict(preset.get("fixed", {}))
+    if size:
+        out["image_size"] = size
+    if "channels" in preset:
+        out["image_channels"] = 1 if mnist else 3
+    if "load_size_margin" in preset and size:
+        out["load_size"] = size + int(size * preset["load_size_margin"])
+    return out
+
+
+add(ModelInfo("mlp", "noise", "MLP GAN (Goodfellow et al. 2014)",
+              studio={"image_size": {"mnist": 28, "upload": 28}, "channels": True}))
+add(ModelInfo("dcgan", "noise", "DCGAN (Radford et al. 2016)",
+              # hinge loss + spectral norm + minibatch std in the model config, Adam(0, 0.9) at a high
+              # learning rate, EMA of G.
+              recipe=dict(lr_g=8e-3, lr_d=8e-3, beta1=0.0, beta2=0.9, batch_size=64),
+              studio={"image_size": {"mnist": 28, "upload": 32}, "image_sizes": (28, 32, 64), "channels": True}))
+add(ModelInfo("cyclegan", "translate", "CycleGAN (Zhu et al. 2017)",
+              studio={"image_size": {"mnist": 64, "upload": 64}, "load_size_margin": 0.125,
+                      "fixed": {"base_channels": 16, "res_blocks": 4, "d_base_channels": 32}}))
+add(ModelInfo("maskrec", "inpaint", "Masked reconstruction (context encoder, Pathak et al. 2016)"))

@@ -1,0 +1,210 @@
+"""One helper for each image operation, used by the engine, the CLI, the service, the studio and export.
+
+Conventions: model tensors are float NCHW / CHW in [-1, 1]; pictures for people are uint8 NHWC / HWC numpy.
+torch is imported inside the functions that need it, so the studio can tile and encode pictures before
+the engine has loaded.
+"""
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+from PIL import Image
+
+MAX_SIDE = 1024           # translation works at most at this longer side; larger photos are scaled down
+MAX_ASPECT = 20           # the sides of a photo may differ at most this many times
+MIN_SIDE = 8
+
+
+def _bad(message: str) -> Exception:
+    from gancore.data import DataError      # data imports this module: import at call time
+    return DataError(message)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Conversions
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 HWC or HW -> float CHW in [-1, 1]."""
+    import torch
+    t = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True))
+    if t.ndim == 2:
+        t = t.unsqueeze(-1)
+    return t.permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def to_uint8(x) -> np.ndarray:
+    """float [-1, 1] (N, C, H, W) or (C, H, W), torch or numpy -> uint8 NHWC / HWC numpy."""
+    import torch
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.movedim(-3, -1).cpu().numpy()
+
+
+def seeded(seed: int) -> torch.Generator:
+    """The random stream a seed stands for: the same seed gives the same images everywhere."""
+    import torch
+    return torch.Generator().manual_seed(int(seed))
+
+
+def seeded_noise(n: int, latent_dim: int, seed: int) -> torch.Tensor:
+    """What a noise model's `noise(n, seeded(seed))` draws, without the model (ONNX files)."""
+    import torch
+    return torch.randn(int(n), int(latent_dim), generator=seeded(seed))
+
+
+def tile(images: np.ndarray, cols: int | None = None, pad: int = 2, rgb: bool = False) -> np.ndarray:
+    """(N, H, W, C) uint8 -> one grid image with white gaps (channels kept; grey made RGB with rgb=True)."""
+    if rgb and images.shape[-1] == 1:
+        images = images.repeat(3, axis=-1)
+    n, h, w, c = images.shape
+    cols = int(cols or np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, k = divmod(i, cols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = im
+    return out
+
+
+def grid(images: torch.Tensor, cols: int | None = None) -> np.ndarray:
+    """Model output (N, C, H, W) in [-1, 1] -> one RGB uint8 grid (grey images repeated to RGB)."""
+    return tile(to_uint8(images), cols, rgb=True)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 HWC (1 or 3 channels) or HW -> PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image).save(
+        buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Photos
+
+def as_pil(image) -> Image.Image:
+    """PIL image, uint8 array, path or file -> PIL image (files are opened with the engine's guards)."""
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or image.size == 0:
+            raise _bad(f"expected an image array (H, W) or (H, W, C), got shape {image.shape}")
+        return Image.fromarray(image.astype(np.uint8))
+    from gancore.data import open_image
+    return open_image(image)
+
+
+def to_rgb_or_grey(im: Image.Image, channels: int) -> Image.Image:
+    """Grey, palette, RGBA (composited on white), 16-bit -> 'L' or 'RGB'."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):     # 16-bit grey: scale to 8 bits, do not clip
+        a = np.asarray(im, dtype=np.float64)
+        im = Image.fromarray(np.clip(a / (65535.0 if a.max() > 255 else 255.0) * 255.0, 0, 255).astype(np.uint8))
+    if im.mode in ("RGBA", "LA", "P", "PA"):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    return im.convert("L" if channels == 1 else "RGB")
+
+
+def square_photo(image, size: int, channels: int) -> np.ndarray:
+    """Photo -> (C, size, size) float32 in [-1, 1]: shorter side to `size`, centre crop."""
+    im = to_rgb_or_grey(as_pil(image), channels)
+    s = size / min(im.size)
+    im = im.resize((max(size, round(im.width * s)), max(size, round(im.height * s))), Image.BICUBIC)
+    left, top = (im.width - size) // 2, (im.height - size) // 2
+    a = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.float32) / 127.5 - 1
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)   # HWC -> CHW
+
+
+def small_square(image, size: int, channels: int) -> tuple[np.ndarray, str]:
+    """A user's picture for a small square model (digits, 32-64 px pictures): centre square, resized with
+    box filtering (nearest when enlarging, so drawn pixels stay sharp); grey pictures with a light background
+    are inverted, since MNIST digits are light strokes on black. Returns (uint8 HW or HWC, note)."""
+    if image is None:
+        raise _bad("choose an image first: upload one, draw one, or pick an example")
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise _bad("that does not look like an image")
+    pil = to_rgb_or_grey(Image.fromarray(arr.astype(np.uint8)), channels)
+    w, h = pil.size
+    side = min(w, h)
+    pil = pil.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+    note = ""
+    if (w, h) != (size, size):
+        pil = pil.resize((size, size), Image.BOX if side > size else Image.NEAREST)
+        note = f"resized from {w}x{h} to {size}x{size}"
+    x = np.asarray(pil)
+    if channels == 1 and x.mean() > 127:
+        x = 255 - x
+        note = (note + "; " if note else "") + "inverted (light background)"
+    return x, note
+
+
+def prepare_photo(image, channels: int, image_size: int, max_side: int = MAX_SIDE, scale: str = "model"):
+    """Photo -> (tensor (1, C, H', W'), output size (w, h), note).
+
+    scale="model": the shorter side goes to the model's training size (what it learned to see) and the
+    result is resized back; scale="full": the photo is used at its own size (capped at max_side).
+    The output keeps the photo's size, capped at max_side on its longer side.
+    """
+    im = to_rgb_or_grey(as_pil(image), channels)
+    w, h = im.size
+    label = f"{os.path.basename(image)}: " if isinstance(image, (str, os.PathLike)) else ""   # name the file
+    if min(w, h) < MIN_SIDE:
+        raise _bad(f"{label}image is too small ({w}x{h}); it needs at least {MIN_SIDE} pixels per side")
+    if max(w, h) / min(w, h) > MAX_ASPECT:
+        raise _bad(f"{label}image is too elongated ({w}x{h}); the sides may differ at most {MAX_ASPECT} times")
+    note, out_w, out_h = "", w, h
+    if max(w, h) > max_side:
+        f = max_side / max(w, h)
+        out_w, out_h = max(1, round(w * f)), max(1, round(h * f))
+        note = f"scaled down from {w}x{h} to {out_w}x{out_h} (longest side at most {max_side} pixels)"
+    s = min(image_size / min(w, h), max_side / max(w, h)) if scale == "model" else min(1.0, max_side / max(w, h))
+    nw, nh = max(MIN_SIDE, round(w * s)), max(MIN_SIDE, round(h * s))
+    if (nw, nh) != (w, h):
+        im = im.resize((nw, nh), Image.BICUBIC)
+    return to_tensor(np.asarray(im)).unsqueeze(0), (out_w, out_h), note
+
+
+def run_padded(net, x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad height and width to a multiple of `multiple`, run `net` (any tensor -> tensor callable),
+    crop the padding away."""
+    import torch.nn.functional as F
+    h, w = x.shape[-2:]
+    multiple = max(1, int(multiple))
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if h > ph and w > pw else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return net(x)[..., :h, :w]
+
+
+def resize_to(x: torch.Tensor, size_wh: tuple[int, int]) -> torch.Tensor:
+    """(N, C, H, W) in [-1, 1] -> the given (width, height), bicubic, clamped back to [-1, 1]."""
+    import torch.nn.functional as F
+    w, h = size_wh
+    if x.shape[-2:] == (h, w):
+        return x
+    return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float, border: str = "zeros") -> torch.Tensor:
+    """Separable Gaussian blur of (N, C, H, W). border="zeros" (what normalised convolution needs) or
+    "reflect" (a blurred copy of a picture, as a neutral background)."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    radius = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    c = x.shape[1]
+    pad = min(radius, x.shape[-1] - 1, x.shape[-2] - 1) if border == "reflect" else 0
+    if pad:
+        x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius - pad), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius - pad, 0), groups=c)

@@ -1,0 +1,167 @@
+"""The studio's checkpoint library: shipped weights and the user's runs, listed, labelled, loaded, renamed.
+
+One bad file in either folder is listed as bad and skipped by the model lists; everything else keeps working.
+No gradio here.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from gancore.catalog import TASKS, task_of
+from gancore.errors import BadInput
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class PathError(BadInput):
+    """A file name or path that points outside the studio's folders."""
+
+
+def is_checkpoint(p: Path) -> bool:
+    return p.is_file() and p.suffix == ".safetensors" and not p.name.endswith(".directions.safetensors")
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+class CheckpointLibrary:
+    def __init__(self, weights_dir: str | os.PathLike | None = None, runs_dir: str | os.PathLike | None = None):
+        self.weights_dir = Path(weights_dir or ROOT / "weights").resolve()
+        self.runs_dir = Path(runs_dir or os.environ.get("GANSTUDIO_RUNS", "runs")).resolve()
+        self._header_cache: dict[tuple[str, int], dict] = {}
+        self._directions: dict[tuple[str, int, int], object] = {}
+
+    def roots(self) -> list[Path]:
+        return [self.weights_dir, self.runs_dir]
+
+    def _files(self) -> list[Path]:
+        files = []
+        if self.weights_dir.is_dir():
+            files += sorted(p for p in self.weights_dir.glob("*.safetensors") if is_checkpoint(p))
+        if self.runs_dir.is_dir():
+            runs = [p for p in self.runs_dir.rglob("*.safetensors") if is_checkpoint(p)]
+            files += sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)   # newest run first
+        return files
+
+    def header(self, path: str | os.PathLike) -> dict:
+        """Header summary (cached by path and mtime); raises CheckpointError for a damaged file."""
+        from gancore.inference import header_summary
+        p = Path(path)
+        key = (str(p), p.stat().st_mtime_ns)
+        if key not in self._header_cache:
+            self._header_cache[key] = header_summary(p)
+        return self._header_cache[key]
+
+    def label(self, path: Path) -> str:
+        path = Path(path)
+        if self.weights_dir in path.parents:
+            return f"{path.stem} (shipped)"
+        try:
+            rel = path.relative_to(self.runs_dir)
+        except ValueError:
+            return path.name
+        return str(rel.parent / rel.stem) if rel.parent != Path(".") else rel.stem
+
+    def list_checkpoints(self, task: str | None = None) -> list[tuple[str, str]]:
+        """(label, path) for every readable checkpoint, optionally only those of one task."""
+        if task is not None and task not in TASKS:
+            raise BadInput(f"task must be one of {TASKS}")
+        out = []
+        for p in self._files():
+            try:
+                model_type = self.header(p).get("model_type", "")
+            except Exception:                  # a damaged or hostile file is skipped here (the Models tab lists it)
+                continue
+            if task is None or task_of(model_type) == task:
+                out.append((self.label(p), str(p)))
+        return out
+
+    def direction_choices(self, path: str | os.PathLike) -> list[tuple[str, str]]:
+        """(label, generator network) for each direction of a checkpoint's model, e.g. ("horse → zebra (G_AB)", "G_AB")."""
+        model = self.load(path)
+        return [(f"{label} ({model.directions()[d]})", model.directions()[d])
+                for d, label in model.direction_labels().items()]
+
+    def load(self, path: str | os.PathLike):
+        """The model a checkpoint holds (eval mode, cached by the engine)."""
+        from gancore.inference import load_model
+        return load_model(self.resolve(path))
+
+    def directions(self, path: str | os.PathLike, k: int):
+        """SeFa directions (k, latent_dim) for a noise checkpoint, computed once and cached."""
+        from gancore.latent import load_or_compute_directions
+        p = self.resolve(path)
+        key = (str(p), p.stat().st_mtime_ns, k)
+        if key not in self._directions:
+            self._directions[key] = load_or_compute_directions(p, self.load(p).generator(), k)
+        return self._directions[key]
+
+    def resolve(self, path: str | os.PathLike) -> Path:
+        """An existing checkpoint inside weights/ or the runs folder, or PathError."""
+        if not path:
+            raise PathError("choose a model first")
+        p = Path(path).resolve()
+        if not any(root in p.parents for root in self.roots()):
+            raise PathError("that file is not in the studio's weights or runs folder")
+        if not is_checkpoint(p):
+            raise PathError(f"{p.name}: no such checkpoint")
+        return p
+
+    def models_table(self) -> list[dict]:
+        rows = []
+        for p in self._files():
+            row = {"name": self.label(p), "folder": "shipped" if self.weights_dir in p.parents else "runs",
+                   "path": str(p), "size_mb": round(p.stat().st_size / 1e6, 1)}
+            try:
+                h = self.header(p)
+            except Exception as e:             # one bad file is listed as bad; the others keep working
+                rows.append({**row, "model": "unreadable", "task": "", "created": "", "steps": "",
+                             "metrics": str(e)[:80]})
+                continue
+            trained = h.get("train")
+            metrics = h.get("metrics") or {}
+            rows.append({**row, "model": h.get("model_type", "?"), "task": task_of(h.get("model_type")) or "?",
+                         "created": str(h.get("created", ""))[:16].replace("T", " "),
+                         "steps": trained.get("step", "") if trained else "",
+                         "metrics": ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())})
+        return rows
+
+    def rename(self, path: str, new_name: str) -> str:
+        """Rename a checkpoint inside the runs folder (same folder, new file name). Returns the new path."""
+        p = self._user_file(path)
+        name = (new_name or "").strip()
+        if name.endswith(".safetensors"):
+            name = name[: -len(".safetensors")]
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.\-]{0,80}", name) or ".." in name or name.endswith(".directions"):
+            raise PathError("a new name may use letters, digits, spaces, '-', '_' and '.', up to 80 characters")
+        dst = p.with_name(name + ".safetensors")
+        if dst.exists():
+            raise PathError(f"{dst.name} already exists in that folder")
+        os.replace(p, dst)
+        self._move_directions(p, dst)
+        return str(dst)
+
+    def delete(self, path: str) -> None:
+        p = self._user_file(path)
+        p.unlink()
+        self._move_directions(p, None)
+
+    def _user_file(self, path: str) -> Path:
+        """A checkpoint the user may change: only inside the runs folder; shipped weights stay as they are."""
+        p = self.resolve(path)
+        if self.runs_dir not in p.parents:
+            raise PathError("shipped models cannot be renamed or deleted; copy them to your runs folder instead")
+        return p
+
+    @staticmethod
+    def _move_directions(src: Path, dst: Path | None) -> None:
+        from gancore.latent import directions_path
+        cache = directions_path(src)
+        if cache.is_file():
+            if dst is None:
+                cache.unlink()
+            else:
+                os.replace(cache, directions_path(dst))
