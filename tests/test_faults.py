@@ -366,7 +366,7 @@ def test_eval_skips_bad_test_images(corpus, monkeypatch, tmp_path):
     from PIL import Image
     cyc = corpus["_cyclegan"]
     good = next(c for c in _of(corpus, "image") if c.name == "good_png").path
-    bad = [c.path for c in _of(corpus, "image") if c.name in ("truncated_png", "zero_byte", "text_as_png")]
+    bad = [c.path for c in _of(corpus, "image") if c.name in ("truncated_png", "zero_byte", "text_as_png", "one_pixel")]
     for dom in ("A", "B"):
         (tmp_path / dom).mkdir()
         for i in range(3):
@@ -465,7 +465,9 @@ def test_studio_upload_cap_and_own_cache(monkeypatch, tmp_path):
     from conftest import _free_port
     from studio.app import launch
     from studio.services import Services
-    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    # launch() sets the variable for this process; setenv makes the fixture put the old value back afterwards
+    # (other studios in this test process keep their cache).
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")
     monkeypatch.setenv("GANSTUDIO_MAX_UPLOAD", "1mb")
     port = _free_port()
     demo = launch("127.0.0.1", port, services=Services(weights_dir=tmp_path / "w", runs_dir=tmp_path / "r"),
