@@ -42,7 +42,10 @@ class CheckpointWriteError(BadInput):
 def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
     """Write atomically: a temporary file in the same folder, then `os.replace`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)     # an OSError here names the folder
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointWriteError(f"{path.parent}: cannot write there ({e.strerror or e})") from None
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "gancore_version": __version__,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **meta}
     bad = [k for k, v in header.items() if not isinstance(v, str)]
@@ -60,10 +63,9 @@ def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[s
     except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(e, SafetensorError):      # a full or read-only disk, seen by the Rust writer
-            raise CheckpointWriteError(f"{path}: cannot write the checkpoint ({str(e).split(': ')[-1]})") from None
-        if isinstance(e, OSError) and not e.filename:   # name the file (describe() shows "<file>: <reason>")
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        if isinstance(e, (SafetensorError, OSError)):      # a full or read-only disk, said in one line
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).split(": ")[-1]
+            raise CheckpointWriteError(f"{path}: cannot write the checkpoint ({reason})") from None
         raise
     return path
 

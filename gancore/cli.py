@@ -137,6 +137,21 @@ def _stop_on_signals(trainer) -> list:
     return got
 
 
+def cmd_distill(args) -> int:
+    from gancore.distill import DistillConfig, Distiller
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig) if getattr(args, f.name, None) is not None}
+    distiller = Distiller(DistillConfig(**{**flags, "teacher": args.teacher or ""}), resume=args.resume)
+    signalled = _stop_on_signals(distiller)
+    for ev in distiller.run():
+        if ev.kind == "step" and not args.quiet:
+            losses = " ".join(f"{k}={v:.4f}" for k, v in ev.losses.items())
+            print(f"step {ev.step} {ev.images_per_s:.1f} img/s (teacher {ev.teacher_share * 100:.0f} %) "
+                  f"{ev.elapsed_s / 60:.1f} min {losses}", flush=True)
+        elif ev.kind in ("start", "end", "checkpoint") and not args.quiet:
+            print(f"[{ev.kind}] {ev.message or ev.path}", flush=True)
+    return 128 + signalled[0] if signalled else 0
+
+
 def cmd_sample(args) -> int:
     import numpy as np
     from PIL import Image
@@ -186,10 +201,35 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def _translate_videos(args, videos) -> list[dict]:
+    """Clips go through gancore.video one by one; a bad clip gets its error and the rest go on."""
+    from gancore.errors import GanStudioError
+    from gancore.inference import load_model
+    from gancore.video import translate_clip
+    model = load_model(args.checkpoint)
+    results = []
+    for v in videos:
+        rec = {"input": str(v), "error": "", "note": ""}
+        try:
+            dst = Path(args.out) / f"{Path(v).stem}_{args.direction}.mp4"
+            r = translate_clip(model, v, dst, args.direction, deflicker=args.deflicker, max_seconds=args.max_seconds)
+            rec["output"] = r["output"]
+            rec["note"] = (f"{r['frames']} frames, {r['seconds']:.1f} s, translated in {r['elapsed_s']:.1f} s "
+                           f"({r['time_ratio']}x its length), " + ("sound kept" if r["audio"] else "no sound"))
+        except (GanStudioError, OSError) as e:
+            rec["error"] = str(e)
+        results.append(rec)
+    return results
+
+
 def cmd_translate(args) -> int:
     from gancore.translate import translate_paths
-    results = translate_paths(args.checkpoint, args.inputs, args.out, direction=args.direction,
-                              cycle=args.cycle, scale=args.scale, batch_size=args.batch_size)
+    from gancore.video import is_video
+    videos = [p for p in args.inputs if is_video(p)]
+    photos = [p for p in args.inputs if not is_video(p)]
+    results = translate_paths(args.checkpoint, photos, args.out, direction=args.direction,
+                              cycle=args.cycle, scale=args.scale, batch_size=args.batch_size) if photos else []
+    results += _translate_videos(args, videos) if videos else []
     failed = [r for r in results if r["error"]]
     for r in results:
         print(f"{'ERROR ' + r['error'] if r['error'] else 'ok'}: {r['input']} -> {r.get('output', '')}"
@@ -231,6 +271,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gancore.distill import DistillConfig
     from gancore.training import TrainConfig
     p = _Parser(prog="gancore", description="GAN Studio engine")
     sub = p.add_subparsers(dest="command", required=True)
@@ -242,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save-samples", action="store_true", help="write preview grids as PNGs to out_dir")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("distill", help="distil a CycleGAN teacher into a mobile student (CPU, resumable)")
+    d.add_argument("teacher", nargs="?", help="the teacher checkpoint (not needed with --resume)")
+    _add_dataclass_flags(d, DistillConfig, skip=("teacher", "out_dir"))
+    d.add_argument("--out", dest="out_dir", help="output folder (default runs/student-<date>-<time>)")
+    d.add_argument("--resume", help="a distillation run's last.safetensors to continue exactly")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_distill)
 
     s = sub.add_parser("sample", help="draw images from a noise model")
     s.add_argument("checkpoint")
@@ -256,14 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("checkpoint")
     i.set_defaults(func=cmd_inspect)
 
-    tr = sub.add_parser("translate", help="translate photos with a CycleGAN checkpoint")
+    tr = sub.add_parser("translate", help="translate photos and video clips with a CycleGAN checkpoint")
     tr.add_argument("checkpoint")
-    tr.add_argument("inputs", nargs="+", help="images or folders")
+    tr.add_argument("inputs", nargs="+", help="images, folders or video clips (.mp4, .mov, .mkv, .webm, ...)")
     tr.add_argument("--direction", choices=["AB", "BA"], default="AB")
     tr.add_argument("--out", required=True)
     tr.add_argument("--cycle", action="store_true", help="also write the cycle reconstruction")
     tr.add_argument("--scale", choices=["model", "full"], default="model")
     tr.add_argument("--batch-size", type=_positive, default=4)
+    tr.add_argument("--max-seconds", type=float, default=30.0, help="video clips: refuse longer ones")
+    tr.add_argument("--deflicker", type=float, default=0.7,
+                    help="video clips: 0 translates each frame on its own; up to 0.99 holds still areas steadier")
     tr.set_defaults(func=cmd_translate)
 
     e = sub.add_parser("eval", help="quality metrics: digit FID/IS/coverage, or translation FID/KID")

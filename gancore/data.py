@@ -413,7 +413,8 @@ def make_dataset(train_cfg, model_cfg) -> Dataset:
     if translate:
         if not train_cfg.data_b:
             raise DataError("a translation model needs two image sets: data (domain A) and data_b (domain B)")
-        ds = UnpairedDataset(train_cfg.data, train_cfg.data_b, image_size=size,
+        crop = getattr(model_cfg, "crop_size", 0) or size     # train on crops, translate at full size
+        ds = UnpairedDataset(train_cfg.data, train_cfg.data_b, image_size=crop,
                              load_size=getattr(model_cfg, "load_size", size), channels=ch)
         if limit:
             ds.files_A, ds.files_B = ds.files_A[:limit], ds.files_B[:limit]

@@ -9,8 +9,6 @@ InceptionV3 weights and works offline) between translated test A and real test B
 """
 from __future__ import annotations
 
-import math
-import os
 from pathlib import Path
 
 import numpy as np

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_SIDE = 1024           # translation works at most at this longer side; larger photos are scaled down
 MAX_ASPECT = 20           # the sides of a photo may differ at most this many times
@@ -98,11 +104,16 @@ def as_pil(image) -> Image.Image:
 
 
 def to_rgb_or_grey(im: Image.Image, channels: int) -> Image.Image:
-    """Grey, palette, RGBA (composited on white), 16-bit -> 'L' or 'RGB'."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):     # 16-bit grey: scale to 8 bits, do not clip
+    """Grey, palette, RGBA (composited on white), 16-bit and float grey, CMYK -> 'L' or 'RGB'."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        # PIL's own convert clips 16-bit values at 255 (an almost white picture): scale them instead.
         a = np.asarray(im, dtype=np.float64)
-        im = Image.fromarray(np.clip(a / (65535.0 if a.max() > 255 else 255.0) * 255.0, 0, 255).astype(np.uint8))
-    if im.mode in ("RGBA", "LA", "P", "PA"):
+        if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
+            a = a / 257.0
+        elif im.mode == "F" and a.max(initial=0) <= 1.0:
+            a = a * 255.0
+        im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "P") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, im)
@@ -152,7 +163,7 @@ def prepare_photo(image, channels: int, image_size: int, max_side: int = MAX_SID
     """
     im = to_rgb_or_grey(as_pil(image), channels)
     w, h = im.size
-    label = f"{os.path.basename(image)}: " if isinstance(image, (str, os.PathLike)) else ""   # name the file
+    label = f"{Path(image).name}: " if isinstance(image, (str, os.PathLike)) else ""   # name the file
     if min(w, h) < MIN_SIDE:
         raise _bad(f"{label}image is too small ({w}x{h}); it needs at least {MIN_SIDE} pixels per side")
     if max(w, h) / min(w, h) > MAX_ASPECT:

@@ -13,12 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
 from gancore import checkpoint as ckpt
 from gancore import registry
-from gancore.errors import Unsupported
+from gancore.errors import BadInput, Unsupported
 from gancore.imaging import MAX_SIDE, prepare_photo, resize_to, run_padded, seeded, to_uint8
 
 MAX_SAMPLE_BATCH = 4096   # images per sample() call; more are drawn in batches (the CLI does)
@@ -66,7 +64,8 @@ def header_summary(path: str | os.PathLike) -> dict:
     """
     from gancore.validate import checkpoint_model
     meta = checkpoint_model(path)[0]
-    out = {k: v for k, v in meta.items() if k not in ("model_config", "train_state", "metrics", "trained")}
+    out = {k: v for k, v in meta.items()
+           if k not in ("model_config", "train_state", "metrics", "trained", "distill_state", "distilled")}
     out["model_config"] = json.loads(meta.get("model_config", "{}"))
     if "metrics" in meta:
         out["metrics"] = json.loads(meta["metrics"])
@@ -74,7 +73,12 @@ def header_summary(path: str | os.PathLike) -> dict:
         st = json.loads(meta["train_state"])
         out["train"] = {"step": st["step"], "epoch": st["epoch"], "elapsed_s": round(st.get("elapsed_s", 0), 1),
                         "config": st["train_config"]}
-    elif "trained" in meta:      # weights-only files keep the same summary (see export_weights)
+    for key in ("distill_state", "distilled"):   # a student: its distillation so far
+        if key in meta:
+            st = json.loads(meta[key])
+            out["distilled"] = {"step": st.get("step"), "elapsed_s": round(st.get("elapsed_s") or 0, 1),
+                                "teacher": st.get("teacher")}
+    if "trained" in meta and "train" not in out:      # weights-only files keep the same summary (export_weights)
         st = json.loads(meta["trained"])
         out["train"] = {"step": st["step"], "epoch": st["epoch"], "elapsed_s": round(st.get("elapsed_s") or 0, 1),
                         "config": st["train_config"]}
@@ -83,10 +87,11 @@ def header_summary(path: str | os.PathLike) -> dict:
 
 
 def export_weights(src: str, dst: str, dtype: torch.dtype = torch.float16, discriminators: bool = True,
-                   metrics: dict | None = None, networks: list[str] | None = None) -> str:
-    """A compact weights file (fp16, EMA generators as the main weights) from a training checkpoint.
-
-    Keeping the discriminators lets a later run warm-start (`init_from`) from the shipped file.
+                   metrics: dict | None = None, networks: list[str] | None = None,
+                   header: dict[str, str] | None = None) -> str:
+    """A compact weights file (fp16, EMA generators as the main weights) from a training or distillation
+    checkpoint. Keeping the discriminators lets a later run warm-start (`init_from`) from the shipped file.
+    `header`: extra string fields for the file's header (e.g. studio_default="translate").
     """
     tensors, meta = ckpt.load(src)
     model = registry.build(meta["model_type"], registry.config_from_json(meta["model_type"], meta["model_config"]))
@@ -102,9 +107,12 @@ def export_weights(src: str, dst: str, dtype: torch.dtype = torch.float16, discr
         st = json.loads(meta["train_state"])
         new_meta["trained"] = json.dumps({"step": st["step"], "epoch": st["epoch"],
                                           "elapsed_s": st.get("elapsed_s"), "train_config": st["train_config"]})
+    if "distill_state" in meta:
+        st = json.loads(meta["distill_state"])
+        new_meta["distilled"] = json.dumps({k: st.get(k) for k in ("step", "elapsed_s", "teacher", "distill_config")})
     if metrics:
         new_meta["metrics"] = json.dumps(metrics)
-    ckpt.save(dst, out, new_meta)
+    ckpt.save(dst, out, {**new_meta, **(header or {})})
     return dst
 
 
@@ -127,22 +135,32 @@ def sample(model, n: int = 16, seed: int = 0, z: torch.Tensor | None = None, tru
 # Translation
 
 def translate_with(run, image, channels: int, image_size: int, size_multiple: int, run_back=None,
-                   scale: str = "model", max_side: int = MAX_SIDE) -> dict:
+                   scale: str = "model", max_side: int = MAX_SIDE, strength: float = 1.0) -> dict:
     """Translate one photo with `run` (tensor (1, C, H, W) -> tensor): the one path the studio, the CLI and the
     service share, so the same photo gives the same pixels everywhere.
 
-    Returns {"output": uint8 HWC, "reconstruction": uint8 HWC or None, "note": str}.
+    strength in [0, 1] mixes the photo (0) and the full translation (1) pixel by pixel: every step in between
+    is a real photograph cross-faded with its translation, never a half-trained network's guess.
+    Returns {"output": uint8 HWC, "reconstruction": uint8 HWC or None, "note": str, "ms": float}.
     """
+    import math
+    import time
+    if not isinstance(strength, (int, float)) or not math.isfinite(strength) or not 0 <= strength <= 1:
+        raise BadInput(f"strength must be a number from 0 to 1 (0 %: the photo, 100 %: the translation), got {strength!r:.20}")
+    t0 = time.perf_counter()
     x, size_wh, note = prepare_photo(image, channels, image_size, max_side, scale)
     y = run_padded(run, x, size_multiple)
     rec = run_padded(run_back, y, size_multiple) if run_back is not None else None
-    return {"output": to_uint8(resize_to(y, size_wh)[0]), "note": note,
+    out = resize_to(y, size_wh)
+    if strength < 1:
+        out = torch.lerp(resize_to(x, size_wh), out, float(strength))
+    return {"output": to_uint8(out[0]), "note": note, "ms": (time.perf_counter() - t0) * 1000,
             "reconstruction": to_uint8(resize_to(rec, size_wh)[0]) if rec is not None else None}
 
 
 @torch.no_grad()
 def translate(model, image, direction: str = "AB", cycle: bool = False, scale: str = "model",
-              max_side: int = MAX_SIDE) -> dict:
+              max_side: int = MAX_SIDE, strength: float = 1.0) -> dict:
     """Translate one photo with a translation model (see `translate_with`)."""
     if model.task != "translate":
         raise Unsupported(f"{model.model_type} is not a translation model")
@@ -151,4 +169,5 @@ def translate(model, image, direction: str = "AB", cycle: bool = False, scale: s
     back = model.generator(model.inverse(direction)) if cycle else None
     on_device = lambda net: (lambda t: net(t.to(device)).cpu())   # noqa: E731
     return translate_with(on_device(fwd), image, model.config.image_channels, model.config.image_size,
-                          model.size_multiple, on_device(back) if back is not None else None, scale, max_side)
+                          model.size_multiple, on_device(back) if back is not None else None, scale, max_side,
+                          strength)

@@ -188,7 +188,6 @@ def create_app(model_path: str | os.PathLike):
               responses={200: {"content": {"image/png": {}}, "description": "the translated photo"}})
     def translate(image: UploadFile = File(..., description="a photo (PNG, JPEG, ...)"),
                   direction: Literal["AB", "BA"] = Form("AB", description="AB: domain A to B; BA: the reverse")):
-        from PIL import Image
         from gancore.inference import translate_with
 
         if backend.task != "translate":

@@ -35,7 +35,8 @@ RANGES: dict[str, tuple[float, float]] = {
     # training config
     "batch_size": (1, 65_536), "lr_g": (0, math.inf), "lr_d": (0, math.inf), "beta1": (0, 1), "beta2": (0, 1),
     "steps": (0, 10**12), "epochs": (0, 1e9), "minutes": (0, 1e7), "lr_decay_start": (0, 1),
-    "ema_decay": (0, 1), "d_steps_per_g": (1, 100), "seed": (0, BIG_INT), "num_workers": (0, 256),
+    "ema_decay": (0, 1), "seed": (0, BIG_INT), "num_workers": (0, 256), "checkpoint_every_seconds": (0, 1e9),
+    "crop_size": (0, 2048),
 }
 
 

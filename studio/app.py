@@ -10,8 +10,8 @@ import importlib
 import logging
 import os
 import shutil
-import tempfile
 import signal
+import tempfile
 import threading
 
 import gradio as gr
@@ -44,7 +44,6 @@ CSS = """
 
 def build_app(services: Services | None = None) -> gr.Blocks:
     services = services or Services()
-    refreshers = []   # (tab, fn, inputs, outputs) wired after the layout
 
     # ---- layout ------------------------------------------------------------------------------------
     # Generated files (images, GIFs, uploads) older than a day are removed once a day.
@@ -111,6 +110,9 @@ def _quiet(fn):
     return wrapper
 
 
+MAX_UPLOAD = os.environ.get("GANSTUDIO_MAX_UPLOAD", "300mb")   # a zip of training photos; Gradio refuses more
+
+
 def save_on_exit(services: Services) -> None:
     """SIGTERM (a container or Space restart) and Ctrl-C stop a running job, which saves its checkpoint, before
     the process exits; a restarted studio lists the run as interrupted and can resume it."""
@@ -120,9 +122,6 @@ def save_on_exit(services: Services) -> None:
         raise SystemExit(128 + signum)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)
-
-
-MAX_UPLOAD = os.environ.get("GANSTUDIO_MAX_UPLOAD", "300mb")   # a zip of training photos; Gradio refuses more
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, services: Services | None = None, **kwargs):

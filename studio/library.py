@@ -5,6 +5,7 @@ No gradio here.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ from gancore.catalog import TASKS, task_of
 from gancore.errors import BadInput
 
 ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("studio")
 
 
 class PathError(BadInput):
@@ -21,6 +23,12 @@ class PathError(BadInput):
 
 def is_checkpoint(p: Path) -> bool:
     return p.is_file() and p.suffix == ".safetensors" and not p.name.endswith(".directions.safetensors")
+
+
+def _log_unexpected(path: Path, e: BaseException) -> None:
+    from gancore.errors import GanStudioError
+    if not isinstance(e, (GanStudioError, OSError)):
+        log.error("cannot read the header of %s", path, exc_info=e)
 
 
 def _fmt(v) -> str:
@@ -69,15 +77,17 @@ class CheckpointLibrary:
         """(label, path) for every readable checkpoint, optionally only those of one task."""
         if task is not None and task not in TASKS:
             raise BadInput(f"task must be one of {TASKS}")
-        out = []
+        out, first = [], []
         for p in self._files():
             try:
-                model_type = self.header(p).get("model_type", "")
-            except Exception:                  # a damaged or hostile file is skipped here (the Models tab lists it)
+                h = self.header(p)
+            except Exception as e:             # a damaged or hostile file is skipped here (the Models tab lists it)
+                _log_unexpected(p, e)
                 continue
-            if task is None or task_of(model_type) == task:
-                out.append((self.label(p), str(p)))
-        return out
+            if task is None or task_of(h.get("model_type", "")) == task:
+                # A shipped file can ask to be its task's default (the fast student, once it matches its teacher).
+                (first if task and h.get("studio_default") == task else out).append((self.label(p), str(p)))
+        return first + out
 
     def direction_choices(self, path: str | os.PathLike) -> list[tuple[str, str]]:
         """(label, generator network) for each direction of a checkpoint's model, e.g. ("horse → zebra (G_AB)", "G_AB")."""
@@ -118,6 +128,7 @@ class CheckpointLibrary:
             try:
                 h = self.header(p)
             except Exception as e:             # one bad file is listed as bad; the others keep working
+                _log_unexpected(p, e)
                 rows.append({**row, "model": "unreadable", "task": "", "created": "", "steps": "",
                              "metrics": str(e)[:80]})
                 continue

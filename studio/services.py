@@ -65,8 +65,9 @@ class Services:
     def is_training(self) -> bool:
         return self.job.is_running()
 
-    def start_training(self, **settings) -> str:
-        return self.job.start(**settings)
+    def start_training(self, model: str = "dcgan", **settings) -> str:
+        """See `TrainingJob.start` for the settings."""
+        return self.job.start(model, **settings)
 
     def resume_training(self, path: str) -> str:
         return self.job.resume(path)
@@ -121,11 +122,11 @@ class Services:
             raise BadInput("the grid holds 1 to 64 images")
         return sample(self._noise_model(path), n=n, seed=int(seed), truncation=float(truncation))
 
-    def translate(self, path: str, image, direction: str = "AB", cycle: bool = True) -> dict:
+    def translate(self, path: str, image, direction: str = "AB", cycle: bool = True, strength: float = 1.0) -> dict:
         from gancore.inference import translate
         if image is None:
             raise BadInput("add a photo first: upload, paste, use the webcam or click an example")
-        return translate(self.load(path), image, direction=direction, cycle=bool(cycle))
+        return translate(self.load(path), image, direction=direction, cycle=bool(cycle), strength=float(strength))
 
 
 def _inference_threads(training: bool) -> None:

@@ -105,6 +105,7 @@ class TrainingJob:
             out_dir = self.runs_dir / name
             if out_dir.exists():
                 raise ConfigError(f"a run named {name!r} already exists; choose another name")
+            created = out_dir                # removed again if the run does not start
             if entry.task == "translate" and data == "mnist":
                 raise DataError("CycleGAN learns between two sets of photos: upload a zip for each domain")
             data_a = self._unpack(data, upload, out_dir, "data")
@@ -119,6 +120,8 @@ class TrainingJob:
                               checkpoint_every_seconds=CHECKPOINT_EVERY_SECONDS, amp="off", device="auto")
             dataset = self._dataset(cfg, model_cfg, out_dir, upload, upload_b)
         except BaseException:
+            if "created" in locals():
+                shutil.rmtree(created, ignore_errors=True)
             with self._lock:
                 self._starting = False
             raise
@@ -323,21 +326,6 @@ def _resume_config(path: str):
     return saved
 
 
-def _budget(steps, minutes) -> tuple[int, float]:
-    """A run's budget from a form or the API: finite, not negative (Infinity and NaN are refused)."""
-    import math
-    from gancore.config import ConfigError
-    try:
-        minutes, steps = float(minutes or 0), float(steps or 0)
-    except (TypeError, ValueError):
-        raise ConfigError("the budget must be a number of minutes or of steps") from None
-    if not (math.isfinite(minutes) and math.isfinite(steps)) or minutes < 0 or steps < 0:
-        raise ConfigError("the budget must be a finite number of minutes or of steps, 0 or more")
-    if steps != int(steps) or steps > 10_000_000:
-        raise ConfigError("steps must be a whole number up to 10000000")
-    return int(steps), minutes
-
-
 def _remove_unpacked(run_dir: Path) -> None:
     for tag in (".data", ".data_b"):
         shutil.rmtree(run_dir / tag, ignore_errors=True)
@@ -351,6 +339,22 @@ def safe_run_name(name: str) -> str:
         from gancore.config import ConfigError
         raise ConfigError("a run name may use letters, digits, '-', '_' and '.', up to 60 characters")
     return name
+
+
+def _budget(steps, minutes) -> tuple[int, float]:
+    """A run's budget from a form or the API: finite, not negative (Infinity and NaN are refused)."""
+    import math
+    from gancore.config import ConfigError
+    try:
+        minutes = float(minutes or 0)
+        steps = float(steps or 0)
+    except (TypeError, ValueError):
+        raise ConfigError("the budget must be a number of minutes or of steps") from None
+    if not (math.isfinite(minutes) and math.isfinite(steps)) or minutes < 0 or steps < 0:
+        raise ConfigError("the budget must be a finite number of minutes or of steps, 0 or more")
+    if steps != int(steps) or steps > 10_000_000:
+        raise ConfigError("steps must be a whole number up to 10000000")
+    return int(steps), minutes
 
 
 def _describe_data(data: str) -> str:

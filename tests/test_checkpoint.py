@@ -7,7 +7,7 @@ import torch
 from gancore import checkpoint as ckpt
 from gancore import registry
 from gancore.inference import export_weights, load_model
-from gancore.training import TrainConfig, Trainer, train
+from gancore.training import TrainConfig, train
 from helpers import tiny_config
 
 
@@ -123,7 +123,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
     monkeypatch.setattr(mod, "save_file", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(ckpt.CheckpointWriteError, match="disk full"):
         ckpt.save(path, {"x": torch.ones(2)}, {"model_type": "t"})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]   # no temp file left behind

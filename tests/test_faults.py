@@ -9,7 +9,6 @@ names the file and the problem; files the product should use (CMYK, 16-bit, anim
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import threading

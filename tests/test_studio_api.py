@@ -107,6 +107,10 @@ def test_translate_example_both_ways(client, studio):
     out, rec, _ = client.predict(ckpt, handle_file(str(EXAMPLES / "zebra_1.jpg")), "BA", False,
                                  api_name="/translate")
     assert rec is None and _image(out).shape == _image(EXAMPLES / "zebra_1.jpg").shape
+    # The strength slider: 0 % gives the photo back; the note says how long the translation took.
+    out, _, note = client.predict(ckpt, handle_file(str(EXAMPLES / "zebra_1.jpg")), "BA", False, 0,
+                                  api_name="/translate")
+    assert np.abs(_image(out).astype(int) - _image(EXAMPLES / "zebra_1.jpg")).mean() < 3 and " ms** " in note
 
 
 def test_translate_without_a_photo_or_with_a_noise_model(client, studio):

@@ -88,3 +88,18 @@ def test_service_and_studio_return_identical_pixels_for_an_odd_sized_photo(tmp_p
     photo.save(tmp_path / "in" / "odd.png")
     assert cli(["translate", str(SHIPPED), str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0
     assert np.array_equal(np.asarray(Image.open(next((tmp_path / "out").glob("*.png")))), served)
+
+
+def test_strength_goes_from_the_photo_to_the_translation(model):
+    """0 %: the photo itself (as the model saw it); 100 %: the translation; 50 %: halfway, pixel by pixel."""
+    photo = Image.open(ROOT / "gancore" / "assets" / "examples" / "horse_2.jpg").convert("RGB")
+    full = translate(model, photo, "AB")
+    none = translate(model, photo, "AB", strength=0.0)
+    half = translate(model, photo, "AB", strength=0.5)
+    assert np.abs(none["output"].astype(int) - np.asarray(photo, dtype=int)).mean() < 3     # the photo
+    midway = (none["output"].astype(float) + full["output"]) / 2
+    assert np.abs(half["output"] - midway).max() <= 1.0
+    assert np.abs(full["output"].astype(int) - none["output"]).mean() > 5 and full["ms"] > 0
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="strength"):
+            translate(model, photo, "AB", strength=bad)

@@ -3,7 +3,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from gancore.checkpoint import read_header
 from gancore.evaluation import CLASSIFIER_PATH, classifier_accuracy, digit_metrics, generate_images, load_classifier

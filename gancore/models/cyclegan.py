@@ -6,6 +6,10 @@ L1 cycle consistency (weight 10) and identity loss (0.5 of the cycle weight), a 
 
 Upsampling is resize-convolution by default (nearest x2 then 3x3 conv; Odena et al. 2016, "Deconvolution
 and checkerboard artifacts"); `upsample="transposed"` gives the paper's transposed convolutions.
+
+`block="depthwise"` makes the mobile generator of GAN Compression (Li et al. 2020) and OMGD (Ren et al. 2021):
+residual blocks of depthwise-separable convolutions (3x3 depthwise + 1x1 pointwise). At `base_channels=16`
+it is the student that `gancore.distill` trains to reproduce a full-size teacher.
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ class CycleGANConfig:
     base_channels: int = 32          # paper: 64
     res_blocks: int = 9              # paper: 9 at 256 px
     upsample: str = "resize"         # "resize" (nearest + conv) or "transposed"
+    block: str = "residual"          # residual blocks: "residual" (two 3x3 convs) or "depthwise" (separable)
+    crop_size: int = 0               # training crop when smaller than image_size (0: image_size); GPU teacher runs
     d_base_channels: int = 64
     d_layers: int = 3                # 3 -> the 70x70 PatchGAN
     d_spectral_norm: bool = False
@@ -38,6 +44,10 @@ class CycleGANConfig:
     def __post_init__(self):
         if self.upsample not in ("resize", "transposed"):
             raise ValueError("upsample must be 'resize' or 'transposed'")
+        if self.block not in ("residual", "depthwise"):
+            raise ValueError("block must be 'residual' or 'depthwise'")
+        if self.crop_size % 4 or self.crop_size < 0 or self.crop_size > self.load_size:
+            raise ValueError("crop_size must be 0 or a multiple of 4 no larger than load_size")
         if self.image_size % 4:
             raise ValueError("image_size must be a multiple of 4")
         for name in (self.domain_a, self.domain_b):
@@ -56,6 +66,21 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+class SeparableResidualBlock(nn.Module):
+    """A residual block of depthwise-separable convolutions (MobileNet; the GAN Compression student)."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+
+        def separable():
+            return [nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3, groups=ch), nn.Conv2d(ch, ch, 1)]
+        self.body = nn.Sequential(*separable(), nn.InstanceNorm2d(ch), nn.ReLU(True),
+                                  *separable(), nn.InstanceNorm2d(ch))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
 class ResnetGenerator(nn.Module):
     """c7s1-k, d2k, d4k, R4k x n, u2k, uk, c7s1-3 (the paper's appendix). Input sides must divide by 4."""
     size_multiple = 4
@@ -67,7 +92,8 @@ class ResnetGenerator(nn.Module):
         for mult in (1, 2):  # two stride-2 downsamplings
             layers += [nn.Conv2d(k * mult, k * mult * 2, 3, stride=2, padding=1),
                        nn.InstanceNorm2d(k * mult * 2), nn.ReLU(True)]
-        layers += [ResidualBlock(k * 4) for _ in range(cfg.res_blocks)]
+        block = SeparableResidualBlock if cfg.block == "depthwise" else ResidualBlock
+        layers += [block(k * 4) for _ in range(cfg.res_blocks)]
         for mult in (4, 2):
             if cfg.upsample == "resize":
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1),

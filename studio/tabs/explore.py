@@ -83,6 +83,8 @@ def build(services):
             count = gr.Slider(4, 64, value=16, step=4, label="Images", info="How many samples to draw.")
         grid_btn = gr.Button("Draw samples")
         grid_out = gr.Image(label="Samples", interactive=False, format="png", height=420)
+    from studio.tabs import explore_draw
+    explore_draw.build(services, ckpt, sliders)          # a drawing -> its latent code, edited by the sliders
 
     # ---- wiring ------------------------------------------------------------------------------------
     inputs = [ckpt, seed, truncation, *sliders]

@@ -15,20 +15,22 @@ DIRECTIONS = [("Horse → zebra (A → B)", "AB"), ("Zebra → horse (B → A)",
 def build(services):
     # ---- plain functions -------------------------------------------------------------------------
     @friendly
-    def run(path, image, direction, cycle):
-        out = services.translate(path, image, direction, cycle)
-        note = out["note"] or ""
+    def run(path, image, direction, cycle, strength=100):
+        out = services.translate(path, image, direction, cycle, float(strength) / 100)
+        note = f"**{out['ms']:.0f} ms** on this machine ({services.label(path)})."
+        if out["note"]:
+            note += f" {out['note']}."
         if cycle:
-            note = (note + " " if note else "") + ("The right image is the output translated back: the closer it "
-                                                  "is to your photo, the more the model kept of it.")
+            note += (" The right image is the output translated back: the closer it is to your photo, the more "
+                     "the model kept of it.")
         rec = out["reconstruction"]
         return (png_file(out["output"], "translated"), png_file(rec, "translated-back") if rec is not None else None,
                 note)
 
-    def auto(path, image, direction, cycle):
+    def auto(path, image, direction, cycle, strength=100):
         if image is None or not path:
             return gr.skip(), gr.skip(), gr.skip()
-        return run(path, image, direction, cycle)
+        return run(path, image, direction, cycle, strength)
 
     def refresh(current):
         return choices_update(services.list_checkpoints("translate"), current)
@@ -43,6 +45,8 @@ def build(services):
                              info="Which way to translate.", elem_id="translate-direction", scale=2)
         cycle = gr.Checkbox(value=True, label="Show the round trip",
                             info="Also translate the result back, to see what the model kept.", scale=1)
+    strength = gr.Slider(0, 100, value=100, step=5, label="Strength (%)", elem_id="translate-strength",
+                         info="0 %: your photo as it is; 100 %: the full translation; in between, a blend of the two.")
     with gr.Row(equal_height=True):
         image = photo_input(label="Your photo", sources=["upload", "clipboard", "webcam"],
                          height=300, elem_id="translate-input")
@@ -57,12 +61,17 @@ def build(services):
                 inputs=[image, direction],
                 label="Examples: horse2zebra test photos (ImageNet; Zhu et al. 2017). Click one to translate it.",
                 api_name="translate_load_example", elem_id="translate-examples", examples_per_page=5)
+    from studio.tabs import translate_live
+    translate_live.build(services, ckpt, direction)          # webcam and video clips
 
     # ---- wiring ------------------------------------------------------------------------------------
-    go.click(run, [ckpt, image, direction, cycle], [output, recon, note], api_name="translate",
+    go.click(run, [ckpt, image, direction, cycle, strength], [output, recon, note], api_name="translate",
              concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
+    strength.release(auto, [ckpt, image, direction, cycle, strength], [output, recon, note],
+                     api_name="translate_strength", api_visibility="undocumented", trigger_mode="always_last",
+                     concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
     # A new photo (upload, paste, webcam or example click) translates at once; clearing it does nothing.
-    image.change(auto, [ckpt, image, direction, cycle], [output, recon, note], api_name="translate_on_change",
+    image.change(auto, [ckpt, image, direction, cycle, strength], [output, recon, note], api_name="translate_on_change",
                  api_visibility="undocumented", trigger_mode="always_last",
                  concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
     return {"refresh": (refresh, ckpt)}
