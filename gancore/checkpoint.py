@@ -81,7 +81,7 @@ def clean_orphans(path: str | os.PathLike, max_age_s: float = 86400) -> list[Pat
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         pid_text = tmp.name[len(path.name) + 2:].split(".", 1)[0]
         try:
-            alive = pid_text.isdigit() and _alive(int(pid_text))
+            alive = pid_text.isdigit() and process_alive(int(pid_text))
             if not alive or time.time() - tmp.stat().st_mtime > max_age_s:
                 tmp.unlink()
                 removed.append(tmp)
@@ -90,7 +90,8 @@ def clean_orphans(path: str | os.PathLike, max_age_s: float = 86400) -> list[Pat
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (this one included)."""
     if pid == os.getpid():
         return True
     try:

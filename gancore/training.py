@@ -448,12 +448,11 @@ def claim_out_dir(out_dir: Path, resuming: bool) -> None:
         pid = int(lock.read_text().strip() or 0)
     except (OSError, ValueError):
         pid = 0
-    if pid and pid != os.getpid() and _alive(pid):
+    if pid and pid != os.getpid() and ckpt.process_alive(pid):
         raise TrainingError(f"another training process (PID {pid}) is writing to {out_dir}; "
                             "wait for it or choose another output folder")
     lock.write_text(str(os.getpid()))
-    for tmp in out_dir.glob(".*.safetensors.*.tmp"):
-        tmp.unlink(missing_ok=True)
+    ckpt.clean_orphans(out_dir / "last.safetensors")
 
 
 def release_out_dir(out_dir: Path) -> None:
@@ -463,16 +462,6 @@ def release_out_dir(out_dir: Path) -> None:
             lock.unlink()
     except OSError:
         pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _all_finite(model) -> bool:
