@@ -169,9 +169,10 @@ def cmd_sample(args) -> int:
     out = Path(args.out) if args.out else None
     if out is not None:
         _writing(out, lambda: out.mkdir(parents=True, exist_ok=True), partial_file=False)
-    # Drawn in batches from one seeded stream: memory stays bounded and the first images of a large draw
-    # are the images of a small one.
-    gen = torch.Generator().manual_seed(int(args.seed))
+    # Drawn in batches of SAMPLE_BATCH from one seeded stream, written as they come: memory stays bounded.
+    # Up to SAMPLE_BATCH images are exactly what sample(n, seed) gives, as in the service and the studio.
+    from gancore.imaging import seeded
+    gen = seeded(args.seed)
     grid_parts, written = [], 0
     for start in range(0, args.n, SAMPLE_BATCH):
         z = model.noise(min(SAMPLE_BATCH, args.n - start), generator=gen) * args.truncation

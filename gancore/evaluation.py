@@ -220,10 +220,14 @@ def image_set_metrics(fake: list[np.ndarray], real: list[np.ndarray], extractor:
 def _read_folder(folder, skipped: list | None = None) -> list[np.ndarray]:
     """Every readable image of `folder`; unreadable ones are reported in `skipped` ("file: problem")."""
     from gancore.data import DataError, list_images, open_image, to_rgb_or_grey
+    from gancore.imaging import MAX_ASPECT, MIN_SIDE
     images = []
     for p in list_images(folder):
         try:
-            images.append(np.asarray(to_rgb_or_grey(open_image(p), 3)))
+            im = to_rgb_or_grey(open_image(p), 3)
+            if min(im.size) < MIN_SIDE or max(im.size) / min(im.size) > MAX_ASPECT:   # translate would refuse it
+                raise DataError(f"{p.name}: {im.width}x{im.height} is too small or too elongated to translate")
+            images.append(np.asarray(im))
         except DataError as e:
             if skipped is None:
                 raise

@@ -40,27 +40,28 @@ def friendly(fn):
     return wrapper
 
 
-class PhotoInput(gr.Image):
+def photo_input(**kwargs) -> gr.Image:
     """An image input whose upload reaches the handler as a file path, as uploaded.
 
     gr.Image opens every upload with PIL before the handler runs, so a truncated, empty, text or bomb file
     failed inside Gradio with its generic "upstream app raised an exception". Here such a file is handed on
     as its path, and the engine's `open_image` says in one line what is wrong with it. `image_mode=None` keeps
-    16-bit and CMYK files as they are (Gradio's RGB conversion clips 16-bit pictures to white).
+    16-bit and CMYK files as they are (Gradio's RGB conversion clips 16-bit pictures to white). (A wrapped
+    method, not a subclass: Gradio writes a .pyi stub beside any module that subclasses a component.)
     """
+    image = gr.Image(type="filepath", image_mode=None, **kwargs)
+    gradio_preprocess = image.preprocess
 
-    def __init__(self, *args, **kwargs):
-        kwargs.update(type="filepath", image_mode=None)
-        super().__init__(*args, **kwargs)
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return gradio_preprocess(payload)
         except Exception:
             path = getattr(payload, "path", None)
             if path:
                 return path
             raise
+    image.preprocess = preprocess
+    return image
 
 
 def enlarge(image: np.ndarray, min_side: int = 256) -> np.ndarray:

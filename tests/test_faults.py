@@ -225,11 +225,12 @@ def test_zips(corpus, capsys, tmp_path):
             assert sum(p.stat().st_size for p in files) < 10_000_000
         if c.ok:
             continue
-        _check_exc("studio start_training", lambda: studio.start_training("dcgan", data="upload", upload=str(c.path),
+        _check_exc("studio start_training", lambda: studio.start_training(model="dcgan", data="upload", upload=str(c.path),
                                                                         steps=1, batch_size=2), c, False)
         _check_cli("cli train", capsys, ["train", "--model", "dcgan", "--data", c.path, "--steps", "1",
                                          "--out-dir", tmp_path / "r" / c.name, "--quiet"], c, False)
-    assert not list((tmp_path / "runs" / ".uploads").glob("*")), "unpacked uploads left behind"
+    left = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()] if (tmp_path / "runs").exists() else []
+    assert not left, f"refused uploads left files behind: {left[:3]}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -364,7 +365,7 @@ def test_eval_skips_bad_test_images(corpus, monkeypatch, tmp_path):
     from PIL import Image
     cyc = corpus["_cyclegan"]
     good = next(c for c in _of(corpus, "image") if c.name == "good_png").path
-    bad = [c.path for c in _of(corpus, "image") if c.name in ("truncated_png", "zero_byte", "text_as_png")]
+    bad = [c.path for c in _of(corpus, "image") if c.name in ("truncated_png", "zero_byte", "text_as_png", "one_pixel")]
     for dom in ("A", "B"):
         (tmp_path / dom).mkdir()
         for i in range(3):
@@ -458,26 +459,53 @@ def test_studio_api_hostile_photos_and_settings(studio, corpus):
     assert not studio.services.is_training()
 
 
-def test_studio_upload_cap_and_own_cache(monkeypatch, tmp_path):
+STUDIO_PROCESS = """
+import os, sys, time
+from studio.app import launch
+from studio.services import Services
+demo = launch("127.0.0.1", int(sys.argv[1]), services=Services(weights_dir=sys.argv[2], runs_dir=sys.argv[3]),
+              prevent_thread_lock=True, quiet=True)
+print("READY", os.environ["GRADIO_TEMP_DIR"], flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow          # two Gradio start-ups: about 35 s on two busy cores
+def test_two_studios_have_their_own_cache_and_an_upload_cap(tmp_path):
+    """Two studio processes on one machine: separate Gradio caches (one never serves the other's files), each
+    removed when its studio exits; uploads over GANSTUDIO_MAX_UPLOAD are refused with a 413."""
+    import subprocess
+    import sys
     import httpx
-    from conftest import _free_port
-    from studio.app import launch
-    from studio.services import Services
-    # "" lets launch() make its own cache; monkeypatch puts the variable back afterwards, so the session's
-    # studio (launched earlier in this process) keeps serving from its own cache.
-    monkeypatch.setenv("GRADIO_TEMP_DIR", "")
-    monkeypatch.setenv("GANSTUDIO_MAX_UPLOAD", "1mb")
-    port = _free_port()
-    demo = launch("127.0.0.1", port, services=Services(weights_dir=tmp_path / "w", runs_dir=tmp_path / "r"),
-                  prevent_thread_lock=True, quiet=True)
+    from conftest import ROOT, _free_port
+    env = {**os.environ, "GANSTUDIO_MAX_UPLOAD": "1mb", "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("GRADIO_TEMP_DIR", None)
+    ports = [_free_port(), _free_port()]
+    procs = [subprocess.Popen([sys.executable, "-c", STUDIO_PROCESS, str(p), str(tmp_path / "w"), str(tmp_path / f"r{p}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+             for p in ports]
     try:
-        cache = os.environ["GRADIO_TEMP_DIR"]
-        assert "ganstudio-gradio-" in cache and demo.GRADIO_CACHE == cache
+        caches = []
+        for proc in procs:
+            line = proc.stdout.readline().split()
+            assert line and line[0] == "READY", line
+            caches.append(line[1])
+        assert caches[0] != caches[1] and all("ganstudio-gradio-" in c for c in caches), caches
         with httpx.Client(timeout=60) as http:
-            r = http.post(f"http://127.0.0.1:{port}/gradio_api/upload",
-                          files=[("files", ("big.zip", b"\0" * (2 * 1024 * 1024)))])
+            a, b = (f"http://127.0.0.1:{p}" for p in ports)
+            r = http.post(f"{a}/gradio_api/upload", files=[("files", ("big.zip", b"\0" * (2 * 1024 * 1024)))])
             assert r.status_code == 413 and "maximum allowed size" in r.text, (r.status_code, r.text)
-            r = http.post(f"http://127.0.0.1:{port}/gradio_api/upload", files=[("files", ("small.zip", b"\0" * 1000))])
-            assert r.status_code == 200 and r.json()[0].startswith(cache), r.text
+            r = http.post(f"{a}/gradio_api/upload", files=[("files", ("small.png", b"\0" * 1000))])
+            assert r.status_code == 200, r.text
+            uploaded = r.json()[0]
+            assert uploaded.startswith(caches[0]) and http.get(f"{a}/gradio_api/file={uploaded}").status_code == 200
+            assert http.get(f"{b}/gradio_api/file={uploaded}").status_code in (403, 404)
     finally:
-        demo.close()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    assert not any(Path(c).exists() for c in caches), "a studio left its Gradio cache behind"

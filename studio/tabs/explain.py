@@ -33,7 +33,8 @@ def save_download(result: dict, folder: str | None = None) -> str:
         from studio.ui import SCRATCH, _prune
         SCRATCH.mkdir(parents=True, exist_ok=True)
         _prune(SCRATCH, 3600)
-    folder = Path(folder or tempfile.mkdtemp(prefix="explain_", dir=SCRATCH))
+        folder = tempfile.mkdtemp(prefix="explain_", dir=SCRATCH)
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     png = folder / "explanation.png"
     Image.fromarray(result["overlay"]).save(png)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.services import EXAMPLES_DIR
-from studio.ui import INFERENCE_CONCURRENCY, PhotoInput, choices_update, friendly, png_file
+from studio.ui import INFERENCE_CONCURRENCY, choices_update, friendly, photo_input, png_file
 
 DIRECTIONS = [("Horse → zebra (A → B)", "AB"), ("Zebra → horse (B → A)", "BA")]
 
@@ -48,7 +48,7 @@ def build(services):
     strength = gr.Slider(0, 100, value=100, step=5, label="Strength (%)", elem_id="translate-strength",
                          info="0 %: your photo as it is; 100 %: the full translation; in between, a blend of the two.")
     with gr.Row(equal_height=True):
-        image = PhotoInput(label="Your photo", sources=["upload", "clipboard", "webcam"],
+        image = photo_input(label="Your photo", sources=["upload", "clipboard", "webcam"],
                          height=300, elem_id="translate-input")
         output = gr.Image(label="Translated", interactive=False, format="png", height=300,
                           elem_id="translate-output")
