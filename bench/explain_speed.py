@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from gancore import explain as ex
+from gancore.analysis import explain as ex
 from gancore.data import load_mnist, to_tensor
 from gancore.inference import load_model
 

@@ -38,7 +38,7 @@ def setup():
         run = lambda: s.start_training(model="dcgan", data="upload", upload=str(d / "zips" / name), steps=1, batch_size=2)
     elif kind in ("png_bomb_service", "png_bomb_mid_service", "photo_16mp_service"):
         from fastapi.testclient import TestClient
-        from gancore import serve
+        from gancore.deploy import serve
         c = TestClient(serve.create_app({shipped!r}))
         name = {{"png_bomb_service": "images/bomb.png", "png_bomb_mid_service": "images/bomb_mid.png",
                  "photo_16mp_service": "photo16mp.jpg"}}[kind]

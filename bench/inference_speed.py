@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gancore import registry  # noqa: E402
-from gancore.export import export_onnx  # noqa: E402
-from gancore.onnx_runtime import OnnxGenerator, cpu_threads  # noqa: E402
+from gancore.deploy.export import export_onnx  # noqa: E402
+from gancore.deploy.onnx_runtime import OnnxGenerator, cpu_threads  # noqa: E402
 
 H2Z_TEST = ROOT.parent / "shared" / "datasets" / "horse2zebra" / "testA"
 
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
 
     # The service: /generate of 16 digits, server time (X-Process-Time-Ms), after warm-up.
     from fastapi.testclient import TestClient
-    from gancore import serve
+    from gancore.deploy import serve
     if "dcgan" in names:
         print("\n| /generate n=16 (DCGAN) | server p50 ms | server p95 ms |\n|---|---|---|")
         for label, path in (("ONNX fp32", tmp / "dcgan_fp32.onnx"), ("ONNX int8", tmp / "dcgan_int8.onnx")):

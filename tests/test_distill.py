@@ -48,7 +48,7 @@ def test_distillation_learns_resumes_exactly_and_makes_a_normal_checkpoint(tmp_p
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
 
     # The student file is a cyclegan checkpoint like any other: translate, export with int8.
-    from gancore.export import export_onnx
+    from gancore.deploy.export import export_onnx
     from gancore.inference import load_model, translate
     student = load_model(straight)
     assert student.config.block == "depthwise" and student.config.domain_a == "horse"

@@ -10,8 +10,8 @@ import torch
 from gancore import checkpoint as ckpt
 from gancore import registry
 from gancore.config import to_json
-from gancore.export import ExportError, export_onnx, read_metadata
-from gancore.onnx_runtime import OnnxGenerator
+from gancore.deploy.export import ExportError, export_onnx, read_metadata
+from gancore.deploy.onnx_runtime import OnnxGenerator
 from helpers import tiny_config
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]

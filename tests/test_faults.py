@@ -128,7 +128,7 @@ def test_checkpoints_cli(corpus, capsys, tmp_path):
 
 
 def test_checkpoints_service(corpus):
-    from gancore import serve
+    from gancore.deploy import serve
     for c in _of(corpus, "checkpoint"):
         if c.ok:
             continue
@@ -163,7 +163,7 @@ def test_checkpoints_studio(corpus, tmp_path):
 
 def test_images_cli_service_studio(corpus, capsys, tmp_path):
     from fastapi.testclient import TestClient
-    from gancore import serve
+    from gancore.deploy import serve
     from studio.services import Services
     cyc = corpus["_cyclegan"]
     client = TestClient(serve.create_app(cyc))
@@ -238,7 +238,7 @@ def test_zips(corpus, capsys, tmp_path):
 
 
 def test_onnx(corpus, capsys):
-    from gancore import serve
+    from gancore.deploy import serve
     for c in _of(corpus, "onnx"):
         _check_exc("service create_app", lambda: serve.create_app(c.path), c, False)
         _check_cli("cli serve", capsys, ["serve", c.path, "--port", "1"], c, False)
@@ -255,7 +255,7 @@ BAD_BODIES = ['{"n": 1, "truncation": NaN}', '{"n": 1, "truncation": Infinity}',
 
 def test_service_json(corpus):
     from fastapi.testclient import TestClient
-    from gancore import serve
+    from gancore.deploy import serve
     client = TestClient(serve.create_app(corpus["_dcgan"]))
     for body in BAD_BODIES:
         r = client.post("/generate", content=body, headers={"content-type": "application/json"})
@@ -270,7 +270,7 @@ def test_service_json_concurrent(corpus):
     """16 concurrent non-finite requests against uvicorn: all 422, no resets."""
     import httpx
     import uvicorn
-    from gancore import serve
+    from gancore.deploy import serve
     from conftest import _free_port
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(serve.create_app(corpus["_dcgan"]), host="127.0.0.1", port=port,
@@ -361,7 +361,7 @@ def test_cli_translate_name_collisions(corpus, capsys, tmp_path):
 
 
 def test_eval_skips_bad_test_images(corpus, monkeypatch, tmp_path):
-    from gancore import evaluation
+    from gancore.analysis import evaluation
     from PIL import Image
     cyc = corpus["_cyclegan"]
     good = next(c for c in _of(corpus, "image") if c.name == "good_png").path

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from gancore import explain as ex
-from gancore import masking, registry
+from gancore.analysis import explain as ex
+from gancore.analysis import masking
+from gancore import registry
 from gancore.data import load_mnist, to_tensor
 from gancore.inference import load_model
 from gancore.models.base import StepContext
@@ -209,7 +210,7 @@ def test_cyclegan_maps_and_direction_maps():
         assert maps[k].shape == (32, 32) and maps[k].min() >= 0 and maps[k].max() <= 1
     torch.manual_seed(0)
     dc = registry.build("dcgan", registry.get("dcgan").config_cls(base_channels=4, d_base_channels=4)).eval()
-    from gancore.latent import sefa_directions
+    from gancore.analysis.latent import sefa_directions
     dirs, _ = sefa_directions(dc.G, 3)
     z = dc.noise(1, generator=torch.Generator().manual_seed(0))
     dm = ex.direction_maps(dc.G, z, dirs)

@@ -1,4 +1,4 @@
-"""Drawing into a model (gancore.projection): real MNIST test digits and a drawn sketch, against the nearest
+"""Drawing into a model (gancore.analysis.projection): real MNIST test digits and a drawn sketch, against the nearest
 of 1000 random samples from the same generator."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from conftest import ROOT
 from gancore.data import load_mnist
 from gancore.errors import BadInput, Unsupported
 from gancore.inference import load_model, sample
-from gancore.projection import ProjectionError, load_latent, prepare_drawing, project, save_latent
+from gancore.analysis.projection import ProjectionError, load_latent, prepare_drawing, project, save_latent
 
 DCGAN = ROOT / "weights" / "dcgan_mnist.safetensors"
 

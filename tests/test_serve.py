@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gancore import serve
-from gancore.export import export_onnx
+from gancore.deploy import serve
+from gancore.deploy.export import export_onnx
 from test_export import save_tiny
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")

@@ -127,8 +127,8 @@ def _odd_photo() -> np.ndarray:
 def test_toy_translation_everywhere(toys, tmp_path):
     from fastapi.testclient import TestClient
 
-    from gancore import serve
-    from gancore.export import export_onnx
+    from gancore.deploy import serve
+    from gancore.deploy.export import export_onnx
     from gancore.inference import load_model, translate
     from studio.services import Services
 
@@ -161,8 +161,8 @@ def test_toy_translation_everywhere(toys, tmp_path):
 def test_toy_noise_everywhere(toys, tmp_path):
     from fastapi.testclient import TestClient
 
-    from gancore import serve
-    from gancore.export import export_onnx
+    from gancore.deploy import serve
+    from gancore.deploy.export import export_onnx
     from gancore.inference import load_model, sample
     from studio.services import Services
 

@@ -71,7 +71,7 @@ def test_service_and_studio_return_identical_pixels_for_an_odd_sized_photo(tmp_p
     import io
     from fastapi.testclient import TestClient
 
-    from gancore import serve
+    from gancore.deploy import serve
     from studio.services import Services
 
     photo = Image.open(ROOT / "gancore" / "assets" / "examples" / "horse_1.jpg").convert("RGB")

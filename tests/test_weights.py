@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from gancore.checkpoint import read_header
-from gancore.evaluation import CLASSIFIER_PATH, classifier_accuracy, digit_metrics, generate_images, load_classifier
+from gancore.analysis.evaluation import CLASSIFIER_PATH, classifier_accuracy, digit_metrics, generate_images, load_classifier
 from gancore.inference import load_model
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"

@@ -64,7 +64,7 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """What `gancore.export` needs to write and check one generator as ONNX."""
+    """What `gancore.deploy.export` needs to write and check one generator as ONNX."""
     module: nn.Module
     network: str
     direction: str

@@ -308,7 +308,7 @@ class CycleGAN(GANModel):
                            "postprocess": "crop the padding away, (y + 1) * 127.5 rounded and clipped to 0..255, "
                                           "resize back to the photo's size"}},
             # Only convolution inputs are quantised: a per-tensor int8 step on a convolution's output is blown
-            # up by the following InstanceNorm (gancore/export.py explains the measurements).
+            # up by the following InstanceNorm (gancore/deploy/export.py explains the measurements).
             quantize_ops=("Conv",), quantize_options={"OpTypesToExcludeOutputQuantization": ["Conv"]})
 
     def example_inputs(self, spec, calibration_images=None, held_out_images=None, seed=0):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gancore.masking import mask_image, patch_mask, pixel_mask
+from gancore.analysis.masking import mask_image, patch_mask, pixel_mask
 from gancore.models.base import (ExportSpec, GANModel, StepContext, example_photos, image_io, init_dcgan_weights,
                                  set_requires_grad, split_held_out, synthetic_photo)
 from gancore.models.noise_gan import d_loss, g_loss

@@ -23,7 +23,7 @@ ALL_METHODS = list(DISCRIMINATOR_METHODS) + list(CYCLEGAN_METHODS) + [LATENT_MET
 
 
 def _engine():
-    from gancore import explain
+    from gancore.analysis import explain
     return explain
 
 
@@ -56,7 +56,7 @@ def build(services):
         return choices_update(services.list_checkpoints(), current)
 
     def load(ckpt):
-        from gancore.explain import has_discriminators
+        from gancore.analysis.explain import has_discriminators
         if not ckpt:
             raise BadInput("Choose a model first.")
         model = services.load(ckpt)

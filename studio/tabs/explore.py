@@ -1,6 +1,6 @@
 """Explore tab: sliders over a generator's SeFa latent directions, seed interpolation GIFs, sample grids.
 
-Directions come from `gancore.latent` (closed-form SeFa, Shen & Zhou 2021), computed once per checkpoint.
+Directions come from `gancore.analysis.latent` (closed-form SeFa, Shen & Zhou 2021), computed once per checkpoint.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Explore tab, "Draw into the model": a sketch or picture -> the latent code that reproduces it
-(`gancore.projection`), shown beside the drawing, then edited by the tab's direction sliders.
+(`gancore.analysis.projection`), shown beside the drawing, then edited by the tab's direction sliders.
 
 The found code downloads as a .npy file and loads back here, so it can be kept and reused like a seed.
 """
@@ -24,13 +24,13 @@ def _composite(value):
 
 def build(services, ckpt, sliders):
     """An accordion under the explore view; `ckpt` is the tab's generator, `sliders` its direction sliders."""
-    from gancore import projection
+    from gancore.analysis import projection
 
     # ---- plain functions -------------------------------------------------------------------------
     def edited(path, z, alphas):
         import torch
         from gancore.inference import sample
-        from gancore.latent import edit
+        from gancore.analysis.latent import edit
         z = torch.tensor(np.asarray(z, dtype=np.float32)).reshape(1, -1)
         alphas = [float(a) for a in alphas]
         if any(alphas):

@@ -55,7 +55,7 @@ def serve_command(path: str | os.PathLike) -> str:
 
 def run_export(services, checkpoint: str, direction: str = "", precision: str = "fp32") -> tuple[str, str, str]:
     """Export `checkpoint` -> (report in Markdown, path of the .onnx file, serve command). Engine errors pass."""
-    from gancore.export import export_onnx
+    from gancore.deploy.export import export_onnx
     if not checkpoint:
         raise ValueError("Choose a model to export first.")
     if precision not in ("fp32", "int8"):

@@ -57,8 +57,8 @@ def editor_parts(value) -> tuple[np.ndarray | None, np.ndarray | None]:
 
 def reconstruct(model, image, kind: str = "random patches", ratio: float = 0.5, patch_size: int = 4,
                 seed: int = 0, painted=None, opacity: float = 0.6) -> dict:
-    """The engine's reconstruction (gancore.masking.reconstruct_picture), enlarged for display."""
-    from gancore.masking import reconstruct_picture
+    """The engine's reconstruction (gancore.analysis.masking.reconstruct_picture), enlarged for display."""
+    from gancore.analysis.masking import reconstruct_picture
     r = reconstruct_picture(model, image, kind, ratio, patch_size, seed, painted, opacity)
     return {**r, **{k: enlarge(r[k]) for k in ("mask", "masked", "reconstruction", "original")}}
 

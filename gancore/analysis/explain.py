@@ -443,7 +443,7 @@ def explain_one(model, image, method: str, opacity: float = 0.5, direction: str 
 def latent_directions(model, seed: int = 0, opacity: float = 0.5, k: int = 4) -> list[dict]:
     """Which pixels each of the top-k SeFa directions moves, for the sample drawn with `seed`."""
     from gancore.imaging import seeded
-    from gancore.latent import sefa_directions
+    from gancore.analysis.latent import sefa_directions
     if getattr(model, "task", "") != "noise":
         raise ExplainError("Latent directions need a noise model (MLP GAN or DCGAN).")
     z = model.noise(1, generator=seeded(seed))

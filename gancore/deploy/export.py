@@ -36,7 +36,7 @@ import torch
 from gancore import __version__
 from gancore.config import to_json
 from gancore.errors import BadInput
-from gancore.onnx_runtime import session
+from gancore.deploy.onnx_runtime import session
 
 OPSET = 17
 PARITY_TOL = 1e-4                  # max abs difference on [-1, 1] outputs, fp32

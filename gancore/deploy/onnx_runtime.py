@@ -1,4 +1,4 @@
-"""A small ONNX Runtime wrapper for files written by `gancore.export`: the service and the studio use it.
+"""A small ONNX Runtime wrapper for files written by `gancore.deploy.export`: the service and the studio use it.
 
 `OnnxGenerator(path).run(x)` runs the generator on float32 NCHW / (N, latent) input and returns float32 in
 [-1, 1]; `metadata` holds the model config and the pre/post-processing contract the exporter stored.

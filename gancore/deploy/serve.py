@@ -80,7 +80,7 @@ class _TorchBackend:
 
 class _OnnxBackend:
     def __init__(self, path: Path):
-        from gancore.onnx_runtime import OnnxGenerator
+        from gancore.deploy.onnx_runtime import OnnxGenerator
         self.gen = OnnxGenerator(path)
         self.kind = "onnx"
         self.task, self.model_type, self.config = self.gen.task, self.gen.model_type, self.gen.config

@@ -208,7 +208,7 @@ def reconstruct_picture(model, image, kind: str = "random patches", ratio: float
                         seed: int = 0, painted=None, opacity: float = 0.6) -> dict:
     """Mask, masked input, reconstruction, original, error overlay (uint8) and PSNR figures for one picture,
     with diffusion inpainting as the baseline on the same mask."""
-    from gancore.explain import overlay
+    from gancore.analysis.explain import overlay
     from gancore.imaging import small_square, to_tensor, to_uint8
 
     if model.task != "inpaint":
