@@ -91,6 +91,7 @@ class TrainingJob:
         from gancore.training import recommended
 
         self._reserve()
+        created = None                       # the run's folder, removed again if the run does not start
         try:
             entry = registry.get(model)
             steps, minutes = _budget(steps, minutes)
@@ -105,7 +106,7 @@ class TrainingJob:
             out_dir = self.runs_dir / name
             if out_dir.exists():
                 raise ConfigError(f"a run named {name!r} already exists; choose another name")
-            created = out_dir                # removed again if the run does not start
+            created = out_dir
             if entry.task == "translate" and data == "mnist":
                 raise DataError("CycleGAN learns between two sets of photos: upload a zip for each domain")
             data_a = self._unpack(data, upload, out_dir, "data")
@@ -120,7 +121,7 @@ class TrainingJob:
                               checkpoint_every_seconds=CHECKPOINT_EVERY_SECONDS, amp="off", device="auto")
             dataset = self._dataset(cfg, model_cfg, out_dir, upload, upload_b)
         except BaseException:
-            if "created" in locals():
+            if created is not None:
                 shutil.rmtree(created, ignore_errors=True)
             with self._lock:
                 self._starting = False

@@ -16,3 +16,8 @@ SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 # Without the background-networking flags Chromium keeps dialling out and this closed network refuses it.
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def launch(playwright, extra_args=()):
+    """Debian's Chromium with the flags this machine needs (and any test-specific ones)."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS + list(extra_args))

@@ -21,3 +21,14 @@ def tiny_config(name):
     small = {k: v for k, v in {"base_channels": 4, "d_base_channels": 4}.items() if hasattr(cfg, k)}
     import dataclasses
     return dataclasses.replace(cfg, **small)
+
+
+def app_error(fn) -> str:
+    """The message of the AppError a studio API call raises; it must never carry a traceback."""
+    import pytest
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError) as e:
+        fn()
+    msg = str(e.value)
+    assert "Traceback" not in msg and 'File "' not in msg
+    return msg

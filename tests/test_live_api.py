@@ -7,17 +7,18 @@ fake camera instead (tests/test_live_browser.py); the engine side is in tests/te
 from __future__ import annotations
 
 
+
 import numpy as np
 import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
 
 from clips import pan_frames, write_clip  # noqa: E402
 from gancore import video  # noqa: E402
 from gancore.data import load_mnist  # noqa: E402
+from helpers import app_error
 
 ENDPOINTS = {"/translate_video", "/translate_live", "/explore_project", "/explore_load_latent",
              "/explore_edit_latent"}
@@ -43,12 +44,6 @@ def photo(h2z):
     return sorted((h2z / "testA").glob("*.jpg"))[1]
 
 
-def _error_of(fn) -> str:
-    with pytest.raises(AppError) as e:
-        fn()
-    msg = str(e.value)
-    assert "Traceback" not in msg and 'File "' not in msg
-    return msg
 
 
 def _path(result) -> str:
@@ -73,14 +68,14 @@ def test_a_clip_with_sound_and_a_silent_one(client, h2z_model, photo, tmp_path):
 def test_bad_clips_get_one_line_messages(client, h2z_model, photo, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"\x00not a video" * 64)
-    msg = _error_of(lambda: client.predict(h2z_model, handle_file(str(junk)), "AB", 0.7,
+    msg = app_error(lambda: client.predict(h2z_model, handle_file(str(junk)), "AB", 0.7,
                                            api_name="/translate_video"))
     assert "not a readable video" in msg
     long = write_clip(tmp_path / "long.mp4", pan_frames(photo, 31, fps=2, size=32), fps=2)
-    msg = _error_of(lambda: client.predict(h2z_model, handle_file(str(long)), "AB", 0.7,
+    msg = app_error(lambda: client.predict(h2z_model, handle_file(str(long)), "AB", 0.7,
                                            api_name="/translate_video"))
     assert "the limit is 30 s" in msg
-    assert "add a clip first" in _error_of(lambda: client.predict(h2z_model, None, "AB", 0.7,
+    assert "add a clip first" in app_error(lambda: client.predict(h2z_model, None, "AB", 0.7,
                                                                   api_name="/translate_video"))
 
 
@@ -110,15 +105,15 @@ def test_draw_find_edit_download_and_load_back(client, dcgan, tmp_path):
 
 def test_an_empty_drawing_and_a_wrong_model_get_one_line_messages(client, dcgan, h2z_model, tmp_path):
     blank = np.full((280, 280, 3), 255, np.uint8)
-    msg = _error_of(lambda: client.predict(dcgan, _drawing(tmp_path, blank), None, 0, 0, 0, 0, 0, 0,
+    msg = app_error(lambda: client.predict(dcgan, _drawing(tmp_path, blank), None, 0, 0, 0, 0, 0, 0,
                                            api_name="/explore_project"))
     assert "the drawing is empty" in msg
     digit = 255 - np.asarray(Image.fromarray(load_mnist("test")[0][0]).resize((280, 280)))
-    msg = _error_of(lambda: client.predict(h2z_model, _drawing(tmp_path, digit), None, 0, 0, 0, 0, 0, 0,
+    msg = app_error(lambda: client.predict(h2z_model, _drawing(tmp_path, digit), None, 0, 0, 0, 0, 0, 0,
                                            api_name="/explore_project"))
     assert "choose a generator" in msg
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros(3, np.float32))
-    msg = _error_of(lambda: client.predict(dcgan, handle_file(str(bad)), 0, 0, 0, 0, 0, 0,
+    msg = app_error(lambda: client.predict(dcgan, handle_file(str(bad)), 0, 0, 0, 0, 0, 0,
                                            api_name="/explore_load_latent"))
     assert "needs 100 numbers" in msg

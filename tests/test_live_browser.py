@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from browser import ARGS, CHROMIUM, SHOTS, sync_api  # skips the module without Chromium
+from browser import SHOTS, launch, sync_api  # skips the module without Chromium
 from clips import pan_frames, write_clip, write_y4m
 
 pytestmark = pytest.mark.browser
@@ -24,10 +24,10 @@ def camera_file(h2z, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(camera_file):
-    args = ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+    args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                    f"--use-file-for-fake-video-capture={camera_file}"]
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        b = launch(p, args)
         yield b
         b.close()
 

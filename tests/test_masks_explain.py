@@ -21,6 +21,8 @@ MASKREC = ROOT / "weights" / "maskrec_mnist.safetensors"
 H2Z = ROOT / "weights" / "horse2zebra.safetensors"
 TINY = MaskRecConfig(image_size=16, base_channels=4, d_base_channels=4)
 
+from helpers import app_error
+
 
 @pytest.fixture(autouse=True)
 def _rng_isolation():
@@ -326,13 +328,6 @@ def _digit_png(tmp_path, index=0) -> str:
     return str(path)
 
 
-def _app_error(fn) -> str:
-    from gradio_client.exceptions import AppError
-    with pytest.raises(AppError) as e:
-        fn()
-    msg = str(e.value)
-    assert "Traceback" not in msg and 'File "' not in msg
-    return msg
 
 
 def test_api_masks_reconstruct(api, studio, tmp_path):
@@ -343,7 +338,7 @@ def test_api_masks_reconstruct(api, studio, tmp_path):
                                                api_name="/masks_reconstruct")
     assert all(Path(p).is_file() for p in (mask, masked, rec, err))
     assert "PSNR on the hidden pixels" in text
-    msg = _app_error(lambda: api.predict(None, editor, "random patches", 0.5, 4, 0, 0.6, api_name="/masks_reconstruct"))
+    msg = app_error(lambda: api.predict(None, editor, "random patches", 0.5, 4, 0, 0.6, api_name="/masks_reconstruct"))
     assert "model" in msg
 
 
@@ -359,7 +354,7 @@ def test_api_explain_methods(api, studio, tmp_path):
     # A noise model: latent directions in the gallery.
     _, caption, _, gallery = api.predict(studio.tiny, None, LATENT, 0.5, "AB", 50, 0.01, 3, api_name="/explain")
     assert len(gallery) == 4 and "SeFa" in caption
-    assert "image" in _app_error(lambda: api.predict(ckpt, None, "Saliency", 0.5, "AB", 50, 0.01, 0,
+    assert "image" in app_error(lambda: api.predict(ckpt, None, "Saliency", 0.5, "AB", 50, 0.01, 0,
                                                      api_name="/explain"))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from browser import ARGS, CHROMIUM, SHOTS, sync_api  # skips the module without Chromium
+from browser import SHOTS, launch, sync_api  # skips the module without Chromium
 
 pytestmark = pytest.mark.browser
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def page(studio):
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        b = launch(p)
         context = b.new_context(viewport={"width": 1280, "height": 1000})
         pg = context.new_page()
         pg.set_default_timeout(60_000)

@@ -17,12 +17,13 @@ from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "gancore" / "assets" / "examples"
 ENDPOINTS = {"/train_start", "/train_stop", "/train_poll", "/explore_image", "/explore_reset",
              "/explore_interpolate", "/explore_grid", "/translate", "/models_list", "/models_header",
              "/models_rename", "/models_delete"}
+
+from helpers import app_error
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +35,6 @@ def _image(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def _error_of(fn) -> str:
-    with pytest.raises(AppError) as e:
-        fn()
-    msg = str(e.value)
-    assert "Traceback" not in msg and 'File "' not in msg
-    return msg
 
 
 def _wait_idle(services, timeout=120):
@@ -87,7 +82,7 @@ def test_explore_grid_and_gif(client, studio):
 
 
 def test_explore_refuses_paths_outside_the_studio(client):
-    msg = _error_of(lambda: client.predict("/etc/passwd", 0, 1.0, 0, 0, 0, 0, 0, 0, api_name="/explore_image"))
+    msg = app_error(lambda: client.predict("/etc/passwd", 0, 1.0, 0, 0, 0, 0, 0, 0, api_name="/explore_image"))
     assert "not in the studio" in msg
 
 
@@ -114,8 +109,8 @@ def test_translate_example_both_ways(client, studio):
 
 
 def test_translate_without_a_photo_or_with_a_noise_model(client, studio):
-    assert "add a photo" in _error_of(lambda: client.predict(_h2z(studio), None, "AB", True, api_name="/translate"))
-    msg = _error_of(lambda: client.predict(studio.tiny, handle_file(str(EXAMPLES / "horse_1.jpg")), "AB", True,
+    assert "add a photo" in app_error(lambda: client.predict(_h2z(studio), None, "AB", True, api_name="/translate"))
+    msg = app_error(lambda: client.predict(studio.tiny, handle_file(str(EXAMPLES / "horse_1.jpg")), "AB", True,
                                            api_name="/translate"))
     assert "translation" in msg
 
@@ -141,7 +136,7 @@ def test_training_runs_to_its_end_and_the_model_appears(client, studio):
     _wait_idle(studio.services)
     msg = client.predict("dcgan", "mnist", None, None, "steps", 12, 16, 2e-4, 0, "api-run", api_name="/train_start")
     assert "api-run" in msg[0]
-    busy = _error_of(lambda: client.predict("mlp", "mnist", None, None, "steps", 5, 16, 2e-4, 0, "",
+    busy = app_error(lambda: client.predict("mlp", "mnist", None, None, "steps", 5, 16, 2e-4, 0, "",
                                             api_name="/train_start"))
     assert "already" in busy
     deadline = time.time() + 120
@@ -190,20 +185,20 @@ def test_broken_uploads_give_a_friendly_message(client, studio, tmp_path):
     _wait_idle(studio.services)
     garbage = tmp_path / "holiday.zip"
     garbage.write_bytes(b"this is not a zip file at all")
-    msg = _error_of(lambda: client.predict("dcgan", "upload", handle_file(str(garbage)), None, "steps", 5, 16,
+    msg = app_error(lambda: client.predict("dcgan", "upload", handle_file(str(garbage)), None, "steps", 5, 16,
                                            2e-4, 0, "", api_name="/train_start"))
     assert "not a readable zip" in msg
     no_images = tmp_path / "notes.zip"
     with zipfile.ZipFile(no_images, "w") as z:
         z.writestr("readme.txt", "no pictures here")
         z.writestr("broken.png", b"\x89PNG not really")
-    msg = _error_of(lambda: client.predict("dcgan", "upload", handle_file(str(no_images)), None, "steps", 5, 16,
+    msg = app_error(lambda: client.predict("dcgan", "upload", handle_file(str(no_images)), None, "steps", 5, 16,
                                            2e-4, 0, "", api_name="/train_start"))
     assert "no usable image" in msg
-    assert "upload a .zip" in _error_of(lambda: client.predict("dcgan", "upload", None, None, "steps", 5, 16,
+    assert "upload a .zip" in app_error(lambda: client.predict("dcgan", "upload", None, None, "steps", 5, 16,
                                                                2e-4, 0, "", api_name="/train_start"))
     # Gradio itself checks the Number's minimum; the message is short either way.
-    assert "minimum" in _error_of(lambda: client.predict("dcgan", "mnist", None, None, "steps", 0, 16, 2e-4, 0, "",
+    assert "minimum" in app_error(lambda: client.predict("dcgan", "mnist", None, None, "steps", 0, 16, 2e-4, 0, "",
                                                          api_name="/train_start"))
     assert not studio.services.is_training()
 
@@ -233,18 +228,18 @@ def test_models_view_header_rename_delete(client, studio):
                              sample_every_steps=0, checkpoint_every_steps=0), quiet=True)
     header = client.predict(path, api_name="/models_header")
     assert header["model_type"] == "mlp" and header["size_bytes"] > 0
-    assert "letters" in _error_of(lambda: client.predict(path, "../../evil", api_name="/models_rename"))
-    assert "letters" in _error_of(lambda: client.predict(path, "a/b", api_name="/models_rename"))
+    assert "letters" in app_error(lambda: client.predict(path, "../../evil", api_name="/models_rename"))
+    assert "letters" in app_error(lambda: client.predict(path, "a/b", api_name="/models_rename"))
     table, dropdown, note = client.predict(path, "my digits", api_name="/models_rename")
     renamed = studio.runs / "scratch" / "my digits.safetensors"
     assert renamed.is_file() and not Path(path).exists() and "my digits" in note
-    assert "Tick" in _error_of(lambda: client.predict(str(renamed), False, api_name="/models_delete"))
+    assert "Tick" in app_error(lambda: client.predict(str(renamed), False, api_name="/models_delete"))
     table, dropdown, note, sure = client.predict(str(renamed), True, api_name="/models_delete")
     assert not renamed.exists() and "Deleted" in note and sure is False
     shipped = studio.weights / "horse2zebra.safetensors"
     if shipped.is_file():
-        assert "shipped" in _error_of(lambda: client.predict(str(shipped), True, api_name="/models_delete"))
+        assert "shipped" in app_error(lambda: client.predict(str(shipped), True, api_name="/models_delete"))
         assert shipped.is_file()
-    outside = _error_of(lambda: client.predict(str(studio.runs / ".." / "x.safetensors"), True,
+    outside = app_error(lambda: client.predict(str(studio.runs / ".." / "x.safetensors"), True,
                                                api_name="/models_delete"))
     assert "not in the studio" in outside

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from browser import ARGS, CHROMIUM, SHOTS, sync_api  # skips the module without Chromium
+from browser import SHOTS, launch, sync_api  # skips the module without Chromium
 
 pytestmark = pytest.mark.browser
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        b = launch(p)
         yield b
         b.close()
 
