@@ -109,6 +109,8 @@ def cmd_train(args) -> int:
             elif ev.kind == "sample" and args.save_samples:
                 from PIL import Image
                 Image.fromarray(ev.grid.squeeze()).save(Path(trainer.out_dir) / f"sample_{ev.step:07d}.png")
+            elif ev.kind == "quality" and not args.quiet:
+                print(_format(ev), flush=True)
             elif ev.kind in ("start", "end", "checkpoint") and not args.quiet:
                 print(f"[{ev.kind}] {ev.message or ev.path}", flush=True)
     except KeyboardInterrupt:

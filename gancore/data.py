@@ -87,6 +87,13 @@ class MNISTDataset(Dataset):
             x = x.expand(-1, 3, -1, -1)
         self.x = x.contiguous()
         self.labels = torch.from_numpy(labels.astype(np.int64))
+        self.split = split
+
+    @property
+    def held_out(self) -> torch.Tensor:
+        """The quality curve's reference: the first 1000 test digits (the training split is never held out)."""
+        other = "test" if self.split == "train" else "train"
+        return MNISTDataset(other, self.x.shape[-1], self.x.shape[1], limit=1000).x
 
     def __len__(self):
         return len(self.x)
@@ -232,6 +239,15 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+HOLD_OUT_SEED = 20240611
+MIN_HOLD_OUT, MAX_HOLD_OUT = 20, 500
+
+
+def held_out_count(n: int) -> int:
+    """Pictures kept out of training to measure quality: a tenth, 20 to 500; none below 100 pictures."""
+    return 0 if n < 100 else min(MAX_HOLD_OUT, max(MIN_HOLD_OUT, round(n / 10)))
+
+
 class ImageFolderDataset(Dataset):
     """Any folder or .zip of images, converted to `channels` and resized/cropped to `image_size`.
 
@@ -239,7 +255,8 @@ class ImageFolderDataset(Dataset):
     counted and logged, never a crash. A folder with no usable image is a DataError.
     """
 
-    def __init__(self, root, image_size=64, channels=3, flip=False, max_images: int | None = 20000):
+    def __init__(self, root, image_size=64, channels=3, flip=False, max_images: int | None = 20000,
+                 hold_out: bool = False):
         files = list_images(root)[:max_images]
         arrays, self.skipped = [], []
         for f in files:
@@ -254,7 +271,12 @@ class ImageFolderDataset(Dataset):
         if not arrays:
             raise DataError(f"{Path(root).name}: no usable image found "
                             f"({len(files)} file(s) looked at, {len(self.skipped)} unreadable)")
-        self.x = torch.stack([to_tensor(a) for a in arrays])
+        x = torch.stack([to_tensor(a) for a in arrays])
+        # A held-out slice for the quality curve: the same pictures whatever the run's seed or a resume.
+        k = held_out_count(len(x)) if hold_out else 0
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(HOLD_OUT_SEED))
+        self.held_out = x[order[:k]].contiguous() if k else None
+        self.x = x[order[k:].sort().values].contiguous() if k else x
         self.flip = flip
 
     def __len__(self):
@@ -421,4 +443,5 @@ def make_dataset(train_cfg, model_cfg) -> Dataset:
         return ds
     if train_cfg.data == "mnist":
         return MNISTDataset("train", image_size=size, channels=ch, limit=limit)
-    return ImageFolderDataset(train_cfg.data, image_size=size, channels=ch, max_images=limit or 20000)
+    return ImageFolderDataset(train_cfg.data, image_size=size, channels=ch, max_images=limit or 20000,
+                              hold_out=catalog.task_of(train_cfg.model) == "noise")

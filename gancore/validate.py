@@ -31,12 +31,12 @@ RANGES: dict[str, tuple[float, float]] = {
     "d_layers": (1, 8), "g_extra_convs": (0, 8), "pool_size": (0, 10_000), "patch_size": (1, 1024),
     "feature_pool": (1, 64), "dropout": (0, 1), "lambda_cycle": (0, 1e6), "lambda_identity": (0, 1e6),
     "lambda_rec": (0, 1e6), "lambda_adv": (0, 1e6), "mask_ratio": (0, 1), "mask_ratio_spread": (0, 1),
-    "pixel_mask_share": (0, 1), "g_hidden": (1, 65_536), "d_hidden": (1, 65_536),
+    "pixel_mask_share": (0, 1), "g_hidden": (1, 65_536), "d_hidden": (1, 65_536), "ada_target": (0, 0.99),
     # training config
     "batch_size": (1, 65_536), "lr_g": (0, math.inf), "lr_d": (0, math.inf), "beta1": (0, 1), "beta2": (0, 1),
     "steps": (0, 10**12), "epochs": (0, 1e9), "minutes": (0, 1e7), "lr_decay_start": (0, 1),
     "ema_decay": (0, 1), "seed": (0, BIG_INT), "num_workers": (0, 256), "checkpoint_every_seconds": (0, 1e9),
-    "crop_size": (0, 2048),
+    "crop_size": (0, 2048), "quality_every_steps": (0, 10**9), "quality_samples": (16, 10_000),
 }
 
 

@@ -1,4 +1,6 @@
 """Tiny configs (16 px, few channels) so the contract tests run in seconds."""
+from pathlib import Path
+
 from gancore.models.cyclegan import CycleGANConfig
 from gancore.models.dcgan import DCGANConfig
 from gancore.models.mlp import MLPGANConfig
@@ -32,3 +34,20 @@ def app_error(fn) -> str:
     msg = str(e.value)
     assert "Traceback" not in msg and 'File "' not in msg
     return msg
+
+
+EMOJI_SHEET = Path(__file__).parent / "data" / "emoji32_sheet.png"
+
+
+def emoji_pictures(folder, n: int = 320, size: int = 32) -> Path:
+    """Real colour pictures for tests: `n` 32-px emoji cut from tests/data/emoji32_sheet.png into `folder`."""
+    from PIL import Image
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sheet = Image.open(EMOJI_SHEET).convert("RGB")
+    cols = sheet.width // 32
+    for i in range(min(n, cols * (sheet.height // 32))):
+        x, y = (i % cols) * 32, (i // cols) * 32
+        tile = sheet.crop((x, y, x + 32, y + 32))
+        (tile if size == 32 else tile.resize((size, size), Image.BICUBIC)).save(folder / f"emoji_{i:03d}.png")
+    return folder

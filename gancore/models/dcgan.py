@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from gancore.augment import parse_policy
 from gancore.models.base import init_dcgan_weights
 from gancore.models.noise_gan import NoiseGAN
 
@@ -30,12 +31,15 @@ class DCGANConfig:
     loss: str = "hinge"              # "hinge" or "bce" (non-saturating, the DCGAN paper's)
     d_minibatch_std: bool = True     # D sees the batch's feature spread (Karras et al. 2018): against mode dropping
     d_spectral_norm: bool = True     # spectral norm on D's convolutions (Miyato et al. 2018), in place of BatchNorm
+    augment: str = ""                # DiffAugment policy for D's inputs: a comma list of color, translation, cutout
+    ada_target: float = 0.0          # > 0: adaptive augmentation probability (ADA) aiming E[sign D(real)] at this
     # Files saved before these options existed hold the classic DCGAN discriminator.
     LEGACY_DEFAULTS: ClassVar[dict] = {"d_minibatch_std": False, "d_spectral_norm": False, "g_extra_convs": 0}
 
     def __post_init__(self):
         if self.image_size not in (28, 32, 64):
             raise ValueError("DCGAN image_size must be 28, 32 or 64")
+        parse_policy(self.augment)
 
 
 def _plan(size: int) -> tuple[int, int]:

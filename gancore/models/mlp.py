@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from gancore.augment import parse_policy
 from gancore.models.noise_gan import NoiseGAN
 
 
@@ -20,6 +21,11 @@ class MLPGANConfig:
     image_size: int = 28
     image_channels: int = 1
     loss: str = "bce"                # "bce" (non-saturating) or "hinge"
+    augment: str = ""                # DiffAugment policy for D's inputs: a comma list of color, translation, cutout
+    ada_target: float = 0.0          # > 0: adaptive augmentation probability (ADA) aiming E[sign D(real)] at this
+
+    def __post_init__(self):
+        parse_policy(self.augment)
 
 
 class MLPGenerator(nn.Module):

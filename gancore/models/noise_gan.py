@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gancore.augment import Augment
 from gancore.models.base import ExportSpec, GANModel, StepContext, image_io, set_requires_grad
 
 
@@ -24,7 +25,19 @@ def g_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 class NoiseGAN(GANModel):
+    """A noise -> image GAN. Its config may name a DiffAugment policy (`augment`) and an ADA target
+    (`ada_target`); D then sees every real and fake image through the same random augmentation."""
     task = "noise"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.augment = Augment(config.augment, config.ada_target)
+
+    def extra_tensors(self):
+        return {"extra.augment": self.augment.state()} if self.augment else {}
+
+    def load_extra_tensors(self, tensors):
+        self.augment.load_state(tensors.get("extra.augment"))
 
     def noise(self, n: int, generator=None) -> torch.Tensor:
         return torch.randn(n, self.config.latent_dim, generator=generator)
@@ -38,6 +51,7 @@ class NoiseGAN(GANModel):
         G, D = ctx.wrapped["G"], ctx.wrapped["D"]
         device = real.device
         loss_kind = self.config.loss
+        aug = self.augment
 
         # Update D. Real and fake go through D separately: with BatchNorm in D, a mixed batch would let
         # D tell them apart by batch statistics, which the G phase (fakes only) never shows it.
@@ -46,18 +60,22 @@ class NoiseGAN(GANModel):
         z = self.noise(n).to(device)
         with ctx.autocast():
             fake = G(z)
-            real_logits = D(real)
-            fake_logits = D(fake.detach().to(real.dtype))
+            real_logits = D(aug(real))
+            fake_logits = D(aug(fake.detach().to(real.dtype)))
         loss_real, loss_fake = d_loss(loss_kind, real_logits, fake_logits)
         ctx.step("D", loss_real + loss_fake)
+        aug.observe(real_logits)
 
         # Update G through a frozen, unwrapped D.
         set_requires_grad(self.D, False)
         with ctx.autocast():
-            loss_g = g_loss(loss_kind, self.D(fake))
+            loss_g = g_loss(loss_kind, self.D(aug(fake)))
         ctx.step("G", loss_g)
         set_requires_grad(self.D, True)
-        return {"D/real": loss_real.detach(), "D/fake": loss_fake.detach(), "G/adv": loss_g.detach()}
+        losses = {"D/real": loss_real.detach(), "D/fake": loss_fake.detach(), "G/adv": loss_g.detach()}
+        if aug.ada_target > 0:
+            losses["augment_p"] = torch.tensor(aug.p)
+        return losses
 
     @torch.no_grad()
     def preview(self, n, gen_group, batch=None):

