@@ -1,8 +1,11 @@
 """Colour pictures at 64 px: quality after 5 and 10 CPU-minutes for training recipes, beside today's defaults,
 in one run.
 
-    python bench/colour_recipes.py --data data/emoji64 [--data data/zebra64] [--recipes defaults,colour]
+    python bench/colour_recipes.py --data data/emoji64 [--data data/zebra64] [--recipes defaults,recommended]
         [--minutes 5 10] [--threads 1] [--parallel 2] [--keep DIR]
+
+"recommended" is the pictures recipe `gancore.training.recommended()` picks today (gancore/catalog.py);
+"defaults" is what the Train tab used on pictures before it; the others are the search's candidates.
 
 Each recipe trains a DCGAN at 64 px RGB on the folder (a tenth held out: `gancore.data.held_out_count`) for
 the first budget, is measured, resumes exactly to the next budget, is measured again. Measured on 500 samples
@@ -34,17 +37,30 @@ RECIPES = {
                      {"augment": "color,translation,cutout"}),
     "ada-2e-3": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32},
                  {"augment": "color,translation,cutout", "ada_target": 0.6}),
+    "diffaug-4e-3": ({"lr_g": 4e-3, "lr_d": 4e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32},
+                     {"augment": "color,translation,cutout"}),
+    "diffaug-2e-3-b16": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 16},
+                         {"augment": "color,translation,cutout"}),
     "plain-2e-3": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32}, {}),
 }
 
 
-def run_one(data: str, recipe: str, minutes: list[float], threads: int, keep: str) -> list[dict]:
+def recipe(name: str) -> tuple[dict, dict]:
+    """(training, model) settings; "recommended" is what `recommended()` picks for pictures today."""
+    if name == "recommended":
+        from gancore import catalog
+        info = catalog.get("dcgan")
+        return info.picture_recipe, info.picture_model
+    return RECIPES[name]
+
+
+def run_one(data: str, name: str, minutes: list[float], threads: int, keep: str) -> list[dict]:
     """Train one recipe through its budgets in this process; one row per budget."""
     import torch
     torch.set_num_threads(threads)
     from gancore.models.dcgan import DCGANConfig
     from gancore.training import Trainer, recommended
-    train, model = RECIPES[recipe]
+    train, model = recipe(name)
     mcfg = DCGANConfig(image_size=64, image_channels=3, **model)
     rows = []
     with tempfile.TemporaryDirectory() as d:
@@ -59,8 +75,8 @@ def run_one(data: str, recipe: str, minutes: list[float], threads: int, keep: st
                 if ev.kind == "error":
                     raise SystemExit(ev.message)
             last = trainer.last_checkpoint
-            rows.append({"data": Path(data).name, "recipe": recipe, "minutes": m, "step": trainer.state.step,
-                         **measure(last, data, keep, f"{Path(data).name}_{recipe}_{m:g}min"),
+            rows.append({"data": Path(data).name, "recipe": name, "minutes": m, "step": trainer.state.step,
+                         **measure(last, data, keep, f"{Path(data).name}_{name}_{m:g}min"),
                          "cpu_s": round(time.process_time() - c0), "wall_s": round(time.perf_counter() - t0)})
             print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -95,7 +111,7 @@ def measure(path: str, data: str, keep: str, tag: str, n: int = 500) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", action="append", default=[])
-    ap.add_argument("--recipes", default="defaults,diffaug-2e-3")
+    ap.add_argument("--recipes", default="defaults,recommended")
     ap.add_argument("--minutes", type=float, nargs="+", default=[5, 10])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--parallel", type=int, default=1)

@@ -16,9 +16,13 @@ class ModelInfo:
     name: str
     task: str                        # "noise" (z -> image), "translate" (image -> image), "inpaint"
     title: str
-    # Training settings measured best for the model (bench/dcgan_recipes.py, weights/dcgan_mnist.md),
+    # Training settings measured best for the model on digits (bench/dcgan_recipes.py, weights/dcgan_mnist.md),
     # applied under the user's own settings by `training.recommended`.
     recipe: dict = field(default_factory=dict)
+    # The same for a folder or zip of the user's own colour pictures (bench/colour_recipes.py): training
+    # settings, and model settings (augmentation) that `training.recommended_model_config` applies.
+    picture_recipe: dict = field(default_factory=dict)
+    picture_model: dict = field(default_factory=dict)
     # Studio presets: small configs that train in minutes on a laptop CPU. `image_size` per data source
     # ("mnist": 28 px grey, "upload": RGB pictures), the sizes the Train tab offers, and fixed settings.
     # `load_size_margin`: the training load size is image_size * (1 + margin) (random crops).
@@ -51,9 +55,30 @@ def task_of(name: str) -> str:
     return info.task if info else ""
 
 
-def learning_rate(model: str) -> float:
+def is_pictures(data: str) -> bool:
+    """Whether a run's data is the user's own pictures (a folder or zip), not the bundled or synthetic sets."""
+    return bool(data) and data not in ("mnist", "synthetic")
+
+
+def recipe_for(model: str, data: str = "mnist") -> dict:
+    """Training settings measured best for `model` on this kind of data."""
     info = _MODELS.get(model)
-    return (info.recipe if info else {}).get("lr_g", 2e-4)
+    if info is None:
+        return {}
+    return info.picture_recipe if is_pictures(data) and info.picture_recipe else info.recipe
+
+
+def model_settings_for(model: str, data: str = "mnist") -> dict:
+    info = _MODELS.get(model)
+    return dict(info.picture_model) if info is not None and is_pictures(data) else {}
+
+
+def learning_rate(model: str, data: str = "mnist") -> float:
+    return recipe_for(model, data).get("lr_g", 2e-4)
+
+
+def batch_size(model: str, data: str = "mnist") -> int:
+    return recipe_for(model, data).get("batch_size", 64)
 
 
 def studio_settings(model: str, mnist: bool, image_size: int = 0) -> dict:
@@ -80,6 +105,10 @@ add(ModelInfo("dcgan", "noise", "DCGAN (Radford et al. 2016)",
               # hinge loss + spectral norm + minibatch std in the model config, Adam(0, 0.9) at a high
               # learning rate, EMA of G.
               recipe=dict(lr_g=8e-3, lr_d=8e-3, beta1=0.0, beta2=0.9, batch_size=64),
+              # Colour pictures (bench/colour_recipes.py, docs/pictures.md): the same loss and D, a quarter of
+              # the learning rate, batch 32, and adaptive DiffAugment (colour, translation, cutout; ADA 0.6).
+              picture_recipe=dict(lr_g=2e-3, lr_d=2e-3, beta1=0.0, beta2=0.9, batch_size=32),
+              picture_model=dict(augment="color,translation,cutout", ada_target=0.6),
               studio={"image_size": {"mnist": 28, "upload": 32}, "image_sizes": (28, 32, 64), "channels": True}))
 add(ModelInfo("cyclegan", "translate", "CycleGAN (Zhu et al. 2017)",
               studio={"image_size": {"mnist": 64, "upload": 64}, "load_size_margin": 0.125,

@@ -80,12 +80,12 @@ def _positive(text: str) -> int:
 
 def cmd_train(args) -> int:
     from gancore import registry
-    from gancore.training import TrainConfig, Trainer, TrainingError, _format, recommended
+    from gancore.training import TrainConfig, Trainer, TrainingError, _format, recommended, recommended_model_config
 
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     train_cfg = recommended(flags.pop("model") or TrainConfig.model, **flags)   # the model's defaults, then flags
     entry = registry.get(train_cfg.model)
-    model_cfg = dataclasses.replace(entry.config_cls(), **_parse_sets(args.set, entry.config_cls))
+    model_cfg = recommended_model_config(train_cfg.model, train_cfg.data, **_parse_sets(args.set, entry.config_cls))
     trainer = Trainer(train_cfg, model_cfg, resume=args.resume)
     signalled = _stop_on_signals(trainer)
     try:

@@ -79,12 +79,21 @@ class TrainConfig:
 
 
 def recommended(model: str = "dcgan", **changes) -> TrainConfig:
-    """A TrainConfig with the settings measured best for `model` (its catalog recipe), then `changes`.
+    """A TrainConfig with the settings measured best for `model` on the data `changes` name (digits, or the
+    user's own pictures: its catalog recipes), then `changes`.
 
     `changes` set to None are ignored (unset command-line flags).
     """
     registry.get(model)                       # an unknown model name fails here, with the list of known ones
-    return override(TrainConfig(model=model, **catalog.get(model).recipe), **changes)
+    recipe = catalog.recipe_for(model, changes.get("data") or TrainConfig.data)
+    return override(TrainConfig(model=model, **recipe), **changes)
+
+
+def recommended_model_config(model: str, data: str, **changes):
+    """`model`'s config with the settings measured best for this kind of data (e.g. augmentation for a small
+    set of pictures), then `changes`."""
+    entry = registry.get(model)
+    return override(entry.config_cls(), **{**catalog.model_settings_for(model, data), **changes})
 
 
 @dataclass

@@ -34,6 +34,9 @@ CSS = """
 .gs-fill.gs-finished { background: #16a34a; }
 .gs-fill.gs-failed, .gs-fill.gs-stopped { background: #d97706; }
 .gs-progress-text { margin-top: 6px; font-size: 0.95em; }
+.gs-verdict { padding: 8px 12px; border-radius: 8px; font-size: 0.95em; }
+.gs-verdict-ok { background: #ecfdf5; color: #065f46; border: 1px solid #a7f3d0; }
+.gs-verdict-warn { background: #fffbeb; color: #92400e; border: 1px solid #fcd34d; font-weight: 600; }
 #gs-header h1 { margin-bottom: 0; }
 @media (max-width: 640px) {
   .gradio-container { padding: 6px !important; }

@@ -48,6 +48,8 @@ class TrainingState:
     elapsed_s: float = 0.0
     losses: list = field(default_factory=list)      # [{"step": int, "loss": name, "value": float}]
     grid: object = None                              # uint8 HWC or None
+    quality: list = field(default_factory=list)     # [{"step", "kid", "diversity", "seconds"}]
+    verdict: str = ""                                # the quality history in words
     path: str = ""
     message: str = ""
     started_at: float = 0.0
@@ -56,6 +58,7 @@ class TrainingState:
     def snapshot(self) -> dict:
         d = dict(self.__dict__)
         d["losses"] = list(self.losses)
+        d["quality"] = list(self.quality)
         return d
 
 
@@ -88,7 +91,7 @@ class TrainingJob:
         from gancore import registry
         from gancore.config import ConfigError
         from gancore.data import DataError
-        from gancore.training import recommended
+        from gancore.training import recommended, recommended_model_config
 
         self._reserve()
         created = None                       # the run's folder, removed again if the run does not start
@@ -111,7 +114,8 @@ class TrainingJob:
                 raise DataError("CycleGAN learns between two sets of photos: upload a zip for each domain")
             data_a = self._unpack(data, upload, out_dir, "data")
             data_bb = self._unpack(data_b or "upload", upload_b, out_dir, "data_b") if entry.task == "translate" else ""
-            model_cfg = entry.config_cls(**catalog.studio_settings(model, data_a == "mnist", image_size))
+            model_cfg = recommended_model_config(model, data_a,
+                                                 **catalog.studio_settings(model, data_a == "mnist", image_size))
             every = int(sample_every_steps or 0) or (max(5, min(100, steps // 10)) if steps else 50)
             cfg = recommended(model, data=data_a, data_b=data_bb, batch_size=batch_size,
                               lr_g=float(lr) if lr else None, lr_d=float(lr) if lr else None, steps=steps,
@@ -282,8 +286,15 @@ class TrainingJob:
             s.grid = ev.grid
         elif ev.kind == "checkpoint":
             s.path = ev.path
+        elif ev.kind == "quality":
+            s.quality.append(ev.metrics)
+            s.verdict = ev.message
         elif ev.kind == "start":
             s.message = ev.message
+            s.quality = list(ev.metrics.get("quality", []))        # a resumed run brings its curve back
+            if s.quality:
+                from gancore.analysis.quality import verdict
+                s.verdict = verdict(s.quality)
         elif ev.kind == "end":
             s.path, s.elapsed_s = ev.path, ev.elapsed_s
             if ev.progress < 1.0:

@@ -51,3 +51,16 @@ def emoji_pictures(folder, n: int = 320, size: int = 32) -> Path:
         tile = sheet.crop((x, y, x + 32, y + 32))
         (tile if size == 32 else tile.resize((size, size), Image.BICUBIC)).save(folder / f"emoji_{i:03d}.png")
     return folder
+
+
+def emoji_zip(path, n: int = 320) -> Path:
+    """The test emoji as a .zip, as a designer would upload them."""
+    import tempfile
+    import zipfile
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as d:
+        folder = emoji_pictures(d, n)
+        with zipfile.ZipFile(path, "w") as zf:
+            for f in sorted(folder.iterdir()):
+                zf.write(f, f"icons/{f.name}")
+    return path

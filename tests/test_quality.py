@@ -177,3 +177,34 @@ def test_without_held_out_pictures_there_is_no_curve_and_no_error(tmp_path):
     trainer, events = _run(few, tmp_path / "run", 5)
     assert not [e for e in events if e.kind == "quality"] and events[-1].kind == "end"
     assert len(ImageFolderDataset(few, 32, 3, hold_out=True)) == 40
+
+
+# ----------------------------------------------------------------------------------------------------
+# Odd uploads: three pictures, five thousand tiny ones
+
+def test_a_zip_of_three_pictures_gets_a_clear_message_and_five_thousand_tiny_ones_train(tmp_path):
+    import zipfile
+    from PIL import Image
+    from gancore.errors import BadInput
+    from studio.training_job import TrainingJob
+    job = TrainingJob(tmp_path / "runs")
+    three = tmp_path / "three.zip"
+    with zipfile.ZipFile(three, "w") as zf:
+        for f in sorted(emoji_pictures(tmp_path / "e3", n=3).iterdir()):
+            zf.write(f, f.name)
+    with pytest.raises(BadInput, match="3 images, fewer than one batch of 32"):
+        job.start("dcgan", "upload", upload=str(three), steps=5, batch_size=32)
+    assert not list((tmp_path / "runs").iterdir())                    # nothing left behind
+    # 5000 pictures of 8 px (as tiny as favicons): unpacked, decoded, a tenth held out, trained.
+    tiny = tmp_path / "tiny.zip"
+    sheet = Image.open(emoji_pictures(tmp_path / "e1", n=1) / "emoji_000.png").resize((8, 8))
+    with zipfile.ZipFile(tiny, "w") as zf:
+        for i in range(5000):
+            buf = __import__("io").BytesIO()
+            sheet.rotate(i % 360).save(buf, "PNG")
+            zf.writestr(f"favicons/{i:04d}.png", buf.getvalue())
+    job.start("dcgan", "upload", upload=str(tiny), steps=3, batch_size=16, image_size=32)
+    job.wait(300)
+    st = job.state()
+    assert st["status"] == "finished", st["message"]
+    assert [p["step"] for p in st["quality"]] == [3]                  # measured at the end against 500 held out

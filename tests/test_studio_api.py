@@ -157,6 +157,27 @@ def test_training_runs_to_its_end_and_the_model_appears(client, studio):
     assert _image(client.predict(new, 1, 1.0, 1, 0, 0, 0, 0, 0, api_name="/explore_image")).ndim == 3
 
 
+def test_training_on_pictures_plots_quality_and_says_how_it_goes(client, studio, tmp_path):
+    from helpers import emoji_zip
+    _wait_idle(studio.services)
+    icons = emoji_zip(tmp_path / "icons.zip")
+    # Choosing "My images" brings the pictures recipe's batch size and learning rate into the form.
+    _, batch, lr = (u.get("value") if isinstance(u, dict) else u
+                    for u in client.predict("upload", "dcgan", api_name="/train_data_changed"))
+    from gancore.catalog import batch_size, learning_rate
+    assert (batch, lr) == (batch_size("dcgan", "upload"), learning_rate("dcgan", "upload"))
+    client.predict("dcgan", "upload", handle_file(str(icons)), None, "steps", 30, batch, lr, 0, "icons-run",
+                   api_name="/train_start")
+    _wait_idle(studio.services)
+    bar, losses, grid, note, _, quality, verdict, *_ = client.predict(api_name="/train_poll")
+    assert 'data-status="finished"' in bar, note
+    plotted = quality.get("value", quality)
+    steps = [row[plotted["columns"].index("step")] for row in plotted["data"]]
+    assert steps[0] == 10 and steps[-1] == 30 and steps == sorted(steps)
+    assert "gs-verdict" in verdict and "KID" in verdict
+    assert (studio.runs / "icons-run" / "best.safetensors").is_file()
+
+
 def test_stop_saves_the_run(client, studio):
     _wait_idle(studio.services)
     client.predict("mlp", "mnist", None, None, "minutes", 10, 16, 2e-4, 0, "to-stop", api_name="/train_start")

@@ -87,6 +87,20 @@ def test_training_runs_to_its_end_and_shows_samples(page, studio):
     page.keyboard.press("Escape")
 
 
+def test_training_on_uploaded_pictures_shows_the_quality_curve_and_verdict(page, studio, tmp_path):
+    from helpers import emoji_zip
+    page.get_by_role("radio", name="My images (upload a .zip)").check()
+    page.locator("#train-upload input[type=file]").set_input_files(str(emoji_zip(tmp_path / "icons.zip")))
+    page.locator("#train-budget input").fill("60")
+    page.locator("#train-start").click()
+    page.locator('#train-progress [data-status="finished"]').wait_for(timeout=240_000)
+    verdict = page.locator("#train-verdict .gs-verdict")
+    verdict.wait_for()
+    assert "KID" in verdict.inner_text()
+    page.locator("#train-quality svg, #train-quality canvas").first.wait_for()
+    shot(page, "train_quality")
+
+
 def test_reload_shows_the_running_job_and_stop_saves_it(page, studio):
     page.locator("#train-budget input").fill("2")
     page.get_by_role("radio", name="minutes").check()

@@ -157,3 +157,16 @@ def test_recommended_settings_sit_under_the_users():
     assert recommended("dcgan", lr_g=1e-4, steps=None).lr_g == 1e-4                   # the user's value wins
     assert recommended("cyclegan") == TrainConfig(model="cyclegan")                    # no recipe: plain defaults
     assert learning_rate("cyclegan") == TrainConfig().lr_g                             # the studio shows the same
+
+
+def test_the_recipe_is_picked_by_data():
+    from gancore import catalog
+    from gancore.training import recommended, recommended_model_config
+    digits, pictures = recommended("dcgan", data="mnist"), recommended("dcgan", data="my/icons.zip")
+    assert digits.lr_g == catalog.get("dcgan").recipe["lr_g"]
+    assert pictures.lr_g == catalog.get("dcgan").picture_recipe["lr_g"] != digits.lr_g
+    assert recommended("dcgan", data="my/icons", lr_g=1e-4).lr_g == 1e-4          # the user's value wins
+    assert recommended_model_config("dcgan", "mnist").augment == ""                # digits: as measured
+    assert recommended_model_config("dcgan", "my/icons").augment == "color,translation,cutout"
+    assert recommended_model_config("dcgan", "my/icons", augment="").augment == ""
+    assert recommended_model_config("mlp", "my/icons") == recommended_model_config("mlp", "mnist")   # no recipe

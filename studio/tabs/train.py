@@ -9,7 +9,7 @@ import html
 
 import gradio as gr
 
-from gancore.catalog import learning_rate
+from gancore.catalog import batch_size as recipe_batch_size, learning_rate
 from studio.ui import friendly, png_file
 
 MODELS = [("DCGAN: convolutional, sharp digits in a minute", "dcgan"),
@@ -66,6 +66,24 @@ def losses_plot(st: dict):
     return gr.LinePlot(value=df, color_map={n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)} or None)
 
 
+def quality_plot(st: dict):
+    """KID x100 against the held-out pictures per check (lower is better), or None before the first."""
+    if not st["quality"]:
+        return gr.LinePlot(value=None)
+    import pandas as pd
+    df = pd.DataFrame([{"step": p["step"], "figure": "KID ×100", "value": p["kid"]} for p in st["quality"]])
+    return gr.LinePlot(value=df, color_map={"KID ×100": PALETTE[2]})
+
+
+def verdict_html(st: dict) -> str:
+    """The quality history in words; a collapse is shown as a warning."""
+    text = st.get("verdict") or ""
+    if not text:
+        return ""
+    kind = "warn" if text.startswith("⚠") else "ok"
+    return f'<div class="gs-verdict gs-verdict-{kind}" data-kind="{kind}">{html.escape(text)}</div>'
+
+
 def build(services):
     # ---- plain functions -------------------------------------------------------------------------
     last = {}   # the latest sample grid's file, written once and then served to every polling page
@@ -86,7 +104,7 @@ def build(services):
             message = f"**Stopped with a problem.** {message}"
         running = st["status"] in ACTIVE
         return (progress_html(st), losses_plot(st), grid_file(st["grid"]),
-                message, gr.Timer(active=running),
+                message, gr.Timer(active=running), quality_plot(st), verdict_html(st),
                 gr.Button(interactive=not running), gr.Button(interactive=running))
 
     @friendly
@@ -128,7 +146,11 @@ def build(services):
                 gr.Number(value=learning_rate(model)))
 
     def on_data(data, model):
-        return gr.File(visible=data == "upload" or model == "cyclegan")
+        # Digits and the user's own pictures have their own measured learning rate and batch size.
+        if model == "cyclegan":
+            return gr.File(visible=True), gr.skip(), gr.skip()
+        return (gr.File(visible=data == "upload"), gr.Slider(value=recipe_batch_size(model, data)),
+                gr.Number(value=learning_rate(model, data)))
 
     # ---- layout ------------------------------------------------------------------------------------
     gr.Markdown("Train a small GAN on this computer. Start with the defaults: a DCGAN on digits shows "
@@ -171,15 +193,21 @@ def build(services):
             bar = gr.HTML(progress_html(services.training_state()), elem_id="train-progress")
             grid = gr.Image(label="Samples (refresh while training)", interactive=False, height=320,
                             elem_id="train-grid", format="png")
-            plot = gr.LinePlot(None, x="step", y="value", color="loss",
-                               label="Losses", show_label=False, height=280, y_title="loss", elem_id="train-losses")
+            verdict = gr.HTML("", elem_id="train-verdict")
+            with gr.Row(equal_height=True):
+                plot = gr.LinePlot(None, x="step", y="value", color="loss", label="Losses", show_label=False,
+                                   height=260, y_title="loss", elem_id="train-losses")
+                qplot = gr.LinePlot(None, x="step", y="value", color="figure", show_label=False, height=260,
+                                    y_title="KID ×100 (lower is better)", elem_id="train-quality",
+                                    label="Quality against your held-out pictures")
     timer = gr.Timer(1.0, active=False)
 
     # ---- wiring ------------------------------------------------------------------------------------
-    polled = [bar, plot, grid, note, timer, start_btn, stop_btn]
+    polled = [bar, plot, grid, note, timer, qplot, verdict, start_btn, stop_btn]
     model.change(on_model, model, [data, upload, upload_b, batch_size, lr], api_name="train_model_changed",
                  api_visibility="undocumented")
-    data.change(on_data, [data, model], upload, api_name="train_data_changed", api_visibility="undocumented")
+    data.change(on_data, [data, model], [upload, batch_size, lr], api_name="train_data_changed",
+                api_visibility="undocumented")
     start_btn.click(start, [model, data, upload, upload_b, unit, budget, batch_size, lr, image_size, run_name],
                     [note, timer, start_btn, stop_btn], api_name="train_start", concurrency_limit=1)
     stop_btn.click(stop, None, note, api_name="train_stop", concurrency_limit=None)
