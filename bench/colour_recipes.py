@@ -41,6 +41,9 @@ RECIPES = {
                      {"augment": "color,translation,cutout"}),
     "diffaug-2e-3-b16": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 16},
                          {"augment": "color,translation,cutout"}),
+    "ada-2e-3-narrow": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32},
+                        {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 16,
+                         "d_base_channels": 16}),
     "plain-2e-3": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32}, {}),
 }
 
@@ -61,7 +64,7 @@ def run_one(data: str, name: str, minutes: list[float], threads: int, keep: str)
     from gancore.models.dcgan import DCGANConfig
     from gancore.training import Trainer, recommended
     train, model = recipe(name)
-    mcfg = DCGANConfig(image_size=64, image_channels=3, **model)
+    mcfg = DCGANConfig(**{**model, "image_size": 64, "image_channels": 3})
     rows = []
     with tempfile.TemporaryDirectory() as d:
         last = None
@@ -116,8 +119,15 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--keep", default="")
+    ap.add_argument("--measure", metavar="CKPT", help="only measure this checkpoint against --data's held-out "
+                                                       "pictures (a shipped model's card)")
     ap.add_argument("--one", nargs=2, metavar=("DATA", "RECIPE"), help=argparse.SUPPRESS)   # a worker
     a = ap.parse_args()
+    if a.measure:
+        import torch
+        torch.set_num_threads(a.threads)
+        print(json.dumps(measure(a.measure, a.data[0], a.keep, Path(a.measure).stem)))
+        return
     if a.one:
         run_one(a.one[0], a.one[1], a.minutes, a.threads, a.keep)
         return

@@ -382,13 +382,15 @@ class Trainer:
         """Measure, schedule the next check, keep the best checkpoint (best.safetensors) by KID."""
         from gancore.analysis import quality
         cfg, st = self.config, self.state
+        t0 = time.perf_counter()
         point = {"step": st.step, **s.meter.measure(s.model, s.ema or s.model.groups()["G"])}
         st.quality.append(point)
-        per_step = max(st.elapsed() - sum(p["seconds"] for p in st.quality), 1e-3) / max(st.step, 1)
-        st.next_quality = quality.next_check(st.step, per_step, point["seconds"], cfg.quality_every_steps)
         best = ""
         if quality.is_best(st.quality):
             best = self._save(s, path=self.out_dir / "best.safetensors")
+        point["seconds"] = round(time.perf_counter() - t0, 3)          # the check's whole cost, saving included
+        per_step = max(st.elapsed() - sum(p["seconds"] for p in st.quality), 1e-3) / max(st.step, 1)
+        st.next_quality = quality.next_check(st.step, per_step, point["seconds"], cfg.quality_every_steps)
         return Event("quality", step=st.step, epoch=st.epoch, progress=self._progress(s), path=best,
                      metrics=point, message=quality.verdict(st.quality))
 
