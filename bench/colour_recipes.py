@@ -144,7 +144,10 @@ def main():
             running.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env))
         proc = running.pop(0)
         out, _ = proc.communicate()
-        rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        done = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        for r in done:                                   # as each recipe finishes: a long run shows progress
+            print(json.dumps(r), file=sys.stderr, flush=True)
+        rows += done
     print(f"load average at end: {os.getloadavg()[0]:.1f}; {a.threads} thread(s) per recipe, {a.parallel} at a time")
     print("| data | recipe | CPU-min | steps | KID x100 Lite0 | KID x100 Inception | vs defaults (Inception) | diversity |")
     print("|---|---|---|---|---|---|---|---|")
