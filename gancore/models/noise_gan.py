@@ -31,7 +31,8 @@ class NoiseGAN(GANModel):
 
     def __init__(self, config):
         super().__init__(config)
-        self.augment = Augment(config.augment, config.ada_target)
+        # A config without these fields (a noise model that does not offer augmentation) trains without it.
+        self.augment = Augment(getattr(config, "augment", ""), getattr(config, "ada_target", 0.0))
 
     def extra_tensors(self):
         return {"extra.augment": self.augment.state()} if self.augment else {}
