@@ -379,13 +379,11 @@ class Trainer:
                         grid=self._preview(s.model, s.ema or s.model.groups()["G"], preview_batch))
 
     def _quality_due(self, done: bool) -> bool:
-        """On schedule; and at the end of a run (not a stop) unless the last check was under half an interval
-        ago, so the final figure does not push the cost over its budget."""
+        """On schedule, and once at the end of a run (not on a stop): the run's final figure."""
         st = self.state
         if st.step >= st.next_quality:
             return True
-        last = st.quality[-1]["step"] if st.quality else 0
-        return done and not self._stop.is_set() and (not st.quality or 2 * (st.step - last) >= st.next_quality - last)
+        return done and not self._stop.is_set() and (not st.quality or st.quality[-1]["step"] != st.step)
 
     def _check_quality(self, s: Setup) -> Event:
         """Measure, schedule the next check, keep the best checkpoint (best.safetensors) by KID."""

@@ -128,6 +128,7 @@ def test_the_schedule_keeps_measuring_near_its_budget():
     # 2.5 s per check, 0.5 s per step: 2.5 / (0.05 * 0.5) = 100 steps apart, about 5 % of the time.
     assert quality.next_check(100, 0.5, 2.5) == 200
     assert quality.next_check(100, 10.0, 0.1) == 110          # never closer than 10 steps
+    assert quality.next_check(100, 0.05, 0.1) == 500          # nor than 20 s of training (fast digit steps)
     assert quality.next_check(100, 0.5, 2.0, every_steps=7) == 107
 
 

@@ -22,6 +22,7 @@ from gancore.analysis.evaluation import _kid
 COLLAPSE_DIVERSITY = 0.4       # samples spread less than 0.4 as much as the real pictures: collapsed (measured: docs/pictures.md)
 WARM_UP = 200                  # steps before low diversity counts as collapse
 PATIENCE = 5                   # checks without a new best before the run is called "no longer improving"
+MIN_INTERVAL_S = 20            # seconds of training between two automatic checks, at least
 BUDGET = 0.05                  # share of a run's time the schedule spends measuring (the first check and the
                                # one at the end come on top: bench/quality_overhead.py measures the total)
 
@@ -81,10 +82,13 @@ def meter_for(train_config, model, dataset, samples: int | None = None) -> Quali
 
 def next_check(step: int, seconds_per_step: float, cost_s: float, every_steps: int = 0) -> int:
     """The step of the next measurement: every `every_steps`, or so that measuring costs about BUDGET of the
-    run's time (at least 10 steps apart)."""
+    run's time, at least MIN_INTERVAL_S and 10 steps apart."""
     if every_steps:
         return step + every_steps
-    return step + max(10, int(np.ceil(cost_s / (BUDGET * max(seconds_per_step, 1e-6)))))
+    per_step = max(seconds_per_step, 1e-6)
+    # At least MIN_INTERVAL_S of training between checks: fast steps (digits) would otherwise check every few
+    # dozen steps, and each check costs more than its own time (caches, the thread pool).
+    return step + max(10, int(np.ceil(MIN_INTERVAL_S / per_step)), int(np.ceil(cost_s / (BUDGET * per_step))))
 
 
 def best_of(history: list[dict]) -> dict | None:
