@@ -236,6 +236,9 @@ class Trainer:
                 for batch in s.loader:
                     if self._stop.is_set():          # stop() between steps: no step half-done
                         done = True
+                        if s.is_main and st.step > 0 and cfg.sample_every_steps:   # the saved generator's samples
+                            yield Event("sample", step=st.step, epoch=st.epoch, progress=self._progress(s),
+                                        grid=self._preview(s.model, s.ema or s.model.groups()["G"], preview_batch))
                         break
                     batch = _to_device(batch, s.device, cfg.channels_last)
                     preview_batch = batch if preview_batch is None else preview_batch
