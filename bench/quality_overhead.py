@@ -1,7 +1,7 @@
 """What the quality curve costs: the same run with and without it, side by side, steps reached in equal time.
 
-    python bench/quality_overhead.py --data data/emoji64 [--minutes 3] [--threads 1] [--image-size 64]
-    python bench/quality_overhead.py --data mnist --image-size 28
+    python bench/quality_overhead.py --data data/emoji64 [--minutes 3] [--threads 1] [--image-size 32]
+    python bench/quality_overhead.py --data mnist
 
 Two processes (curve on, curve off) train the recommended recipe for the data at the same time, one per core
 with `--threads` torch threads each, for the same wall-clock minutes. Throughput = steps reached; the curve's
@@ -21,12 +21,11 @@ def run_one(data: str, minutes: float, quality: bool, threads: int, image_size: 
     import torch
     torch.set_num_threads(threads)
     from gancore.training import Trainer, recommended, recommended_model_config
-    channels = 1 if data == "mnist" else 3
     with tempfile.TemporaryDirectory() as d:
         cfg = recommended("dcgan", data=data, minutes=minutes, out_dir=d, quality=quality, sample_every_steps=0,
                           checkpoint_every_steps=0, checkpoint_every_seconds=0, log_every_steps=50)
-        trainer = Trainer(cfg, recommended_model_config("dcgan", data, image_size=image_size,
-                                                        image_channels=channels))
+        # The data's recipe decides size and channels (digits 28 px grey, pictures 64 px RGB) unless given.
+        trainer = Trainer(cfg, recommended_model_config("dcgan", data, image_size=image_size or None))
         for ev in trainer.run():
             pass
         checks = trainer.state.quality
@@ -40,7 +39,7 @@ def main():
     ap.add_argument("--data", required=True)
     ap.add_argument("--minutes", type=float, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--image-size", type=int, default=0, help="0: the recipe's (28 digits, 64 pictures)")
     ap.add_argument("--one", choices=["on", "off"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:

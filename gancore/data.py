@@ -6,6 +6,7 @@ whatever the number of loader workers.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import os
@@ -89,7 +90,7 @@ class MNISTDataset(Dataset):
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.split = split
 
-    @property
+    @functools.cached_property
     def held_out(self) -> torch.Tensor:
         """The quality curve's reference: the first 1000 test digits (the training split is never held out)."""
         other = "test" if self.split == "train" else "train"
@@ -274,9 +275,11 @@ class ImageFolderDataset(Dataset):
         x = torch.stack([to_tensor(a) for a in arrays])
         # A held-out slice for the quality curve: the same pictures whatever the run's seed or a resume.
         k = held_out_count(len(x)) if hold_out else 0
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(HOLD_OUT_SEED))
-        self.held_out = x[order[:k]].contiguous() if k else None
-        self.x = x[order[k:].sort().values].contiguous() if k else x
+        self.held_out = None
+        if k:
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(HOLD_OUT_SEED))
+            self.held_out, x = x[order[:k]].contiguous(), x[order[k:].sort().values].contiguous()
+        self.x = x
         self.flip = flip
 
     def __len__(self):

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancore import checkpoint as ckpt
-from gancore.analysis.features import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0
+from gancore.analysis.features import efficientnet_lite0, imagenet_normalise
 from gancore.config import from_dict, to_json
 from gancore.errors import BadInput, Unsupported
 
@@ -83,12 +83,9 @@ class PerceptualLoss(nn.Module):
         self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
         self.blocks = nn.ModuleList(net._blocks[: max(self.TAPS) + 1])
         self.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = ((x + 1) / 2 - self.mean) / self.std               # [-1, 1] -> ImageNet normalisation
-        x = self.stem(x)
+        x = self.stem(imagenet_normalise(x))
         out = [x]
         for i, block in enumerate(self.blocks):
             x = block(x)

@@ -237,8 +237,7 @@ class Trainer:
                     if self._stop.is_set():          # stop() between steps: no step half-done
                         done = True
                         if s.is_main and st.step > 0 and cfg.sample_every_steps:   # the saved generator's samples
-                            yield Event("sample", step=st.step, epoch=st.epoch, progress=self._progress(s),
-                                        grid=self._preview(s.model, s.ema or s.model.groups()["G"], preview_batch))
+                            yield self._sample_event(s, self._progress(s), preview_batch)
                         break
                     batch = _to_device(batch, s.device, cfg.channels_last)
                     preview_batch = batch if preview_batch is None else preview_batch
@@ -378,8 +377,12 @@ class Trainer:
                         eta_s=el * (1 - frac) / frac if frac > 0 else None,
                         losses={k: float(v) for k, v in self._losses.items()})
         if cfg.sample_every_steps and (st.step % cfg.sample_every_steps == 0 or done):
-            yield Event("sample", step=st.step, epoch=st.epoch, progress=frac,
-                        grid=self._preview(s.model, s.ema or s.model.groups()["G"], preview_batch))
+            yield self._sample_event(s, frac, preview_batch)
+
+    def _sample_event(self, s: Setup, frac: float, preview_batch) -> Event:
+        st = self.state
+        return Event("sample", step=st.step, epoch=st.epoch, progress=frac,
+                     grid=self._preview(s.model, s.ema or s.model.groups()["G"], preview_batch))
 
     def _quality_due(self, done: bool) -> bool:
         """On schedule, and once at the end of a run (not on a stop): the run's final figure."""

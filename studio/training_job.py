@@ -50,6 +50,7 @@ class TrainingState:
     grid: object = None                              # uint8 HWC or None
     quality: list = field(default_factory=list)     # [{"step", "kid", "diversity", "seconds"}]
     verdict: str = ""                                # the quality history in words
+    collapsed: bool = False                          # the verdict is a collapse warning
     path: str = ""
     message: str = ""
     started_at: float = 0.0
@@ -288,13 +289,11 @@ class TrainingJob:
             s.path = ev.path
         elif ev.kind == "quality":
             s.quality.append(ev.metrics)
-            s.verdict = ev.message
+            self._judge()
         elif ev.kind == "start":
             s.message = ev.message
             s.quality = list(ev.metrics.get("quality", []))        # a resumed run brings its curve back
-            if s.quality:
-                from gancore.analysis.quality import verdict
-                s.verdict = verdict(s.quality)
+            self._judge()
         elif ev.kind == "end":
             s.path, s.elapsed_s = ev.path, ev.elapsed_s
             if ev.progress < 1.0:
@@ -306,6 +305,12 @@ class TrainingJob:
                 s.message = f"finished after {ev.step} steps; the model is now in the {where} tab"
         elif ev.kind == "error":
             s.status, s.message, s.path = "failed", ev.message, ev.path
+
+    def _judge(self) -> None:
+        from gancore.analysis.quality import collapsed, verdict
+        s = self._state
+        s.verdict = verdict(s.quality) if s.quality else ""
+        s.collapsed = collapsed(s.quality)
 
     def _unpack(self, data: str, upload: str, out_dir: Path, tag: str) -> str:
         """MNIST, or an uploaded zip unpacked (images only, no path escapes) inside the run's folder."""

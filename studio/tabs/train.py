@@ -80,7 +80,7 @@ def verdict_html(st: dict) -> str:
     text = st.get("verdict") or ""
     if not text:
         return ""
-    kind = "warn" if text.startswith("⚠") else "ok"
+    kind = "warn" if st.get("collapsed") else "ok"
     return f'<div class="gs-verdict gs-verdict-{kind}" data-kind="{kind}">{html.escape(text)}</div>'
 
 
