@@ -195,11 +195,11 @@ def build(services):
                             elem_id="train-grid", format="png")
             verdict = gr.HTML("", elem_id="train-verdict")
             with gr.Row(equal_height=True):
-                plot = gr.LinePlot(None, x="step", y="value", color="loss", label="Losses", show_label=False,
+                plot = gr.LinePlot(None, x="step", y="value", color="loss", label="Losses", show_label=True,
                                    height=260, y_title="loss", elem_id="train-losses")
-                qplot = gr.LinePlot(None, x="step", y="value", color="figure", show_label=False, height=260,
+                qplot = gr.LinePlot(None, x="step", y="value", color="figure", show_label=True, height=260,
                                     y_title="KID ×100 (lower is better)", elem_id="train-quality",
-                                    label="Quality against your held-out pictures")
+                                    label="Quality: KID ×100 against held-out pictures")
     timer = gr.Timer(1.0, active=False)
 
     # ---- wiring ------------------------------------------------------------------------------------
