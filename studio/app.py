@@ -34,6 +34,9 @@ CSS = """
 .gs-fill.gs-finished { background: #16a34a; }
 .gs-fill.gs-failed, .gs-fill.gs-stopped { background: #d97706; }
 .gs-progress-text { margin-top: 6px; font-size: 0.95em; }
+/* Vega sizes a chart to its block's height, so the legend and axis titles below it were cut off. */
+#train-losses, #train-quality { padding-bottom: 44px !important; }
+#train-losses *, #train-quality * { overflow: visible !important; }
 .gs-verdict { padding: 8px 12px; border-radius: 8px; font-size: 0.95em; }
 .gs-verdict-ok { background: #ecfdf5; color: #065f46; border: 1px solid #a7f3d0; }
 .gs-verdict-warn { background: #fffbeb; color: #92400e; border: 1px solid #fcd34d; font-weight: 600; }

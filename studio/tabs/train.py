@@ -71,8 +71,8 @@ def quality_plot(st: dict):
     if not st["quality"]:
         return gr.LinePlot(value=None)
     import pandas as pd
-    df = pd.DataFrame([{"step": p["step"], "figure": "KID ×100", "value": p["kid"]} for p in st["quality"]])
-    return gr.LinePlot(value=df, color_map={"KID ×100": PALETTE[2]})
+    df = pd.DataFrame([{"step": p["step"], "value": p["kid"]} for p in st["quality"]])
+    return gr.LinePlot(value=df)
 
 
 def verdict_html(st: dict) -> str:
@@ -196,10 +196,10 @@ def build(services):
             verdict = gr.HTML("", elem_id="train-verdict")
             with gr.Row(equal_height=True):
                 plot = gr.LinePlot(None, x="step", y="value", color="loss", label="Losses", show_label=True,
-                                   height=260, y_title="loss", elem_id="train-losses")
-                qplot = gr.LinePlot(None, x="step", y="value", color="figure", show_label=True, height=260,
+                                   height=300, y_title="loss", x_title="training step", elem_id="train-losses")
+                qplot = gr.LinePlot(None, x="step", y="value", show_label=True, height=300, x_title="training step",
                                     y_title="KID ×100 (lower is better)", elem_id="train-quality",
-                                    label="Quality: KID ×100 against held-out pictures")
+                                    label="Quality: KID ×100 vs held-out")
     timer = gr.Timer(1.0, active=False)
 
     # ---- wiring ------------------------------------------------------------------------------------
