@@ -5,9 +5,8 @@
   video   a 10-second 256-px 25 frames/s clip with sound (pan over a real photo) through `translate_clip`:
           wall time / clip length (target <= 4)
 
-Models: the shipped horse2zebra generator (32 channels) and a student-sized one built from
-CycleGANConfig(base_channels=16) with random weights: speed does not depend on the weights, so it stands in
-for the trained student until that ships. Process CPU seconds are printed too: on a machine shared with
+Models: the shipped horse2zebra teacher (32 channels) and the shipped mobile student
+(weights/horse2zebra_student.safetensors: 16 channels, depthwise-separable blocks; the Translate tab's default). Process CPU seconds are printed too: on a machine shared with
 other jobs they say more than wall time about what the code itself costs.
 
     python bench/live_speed.py [--threads 2] [--frames 20] [--video-seconds 10] [--skip-video-32]
@@ -28,9 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from clips import pan_clip, pan_frames  # noqa: E402
-from gancore import registry  # noqa: E402
 from gancore.inference import load_model  # noqa: E402
-from gancore.models.cyclegan import CycleGANConfig  # noqa: E402
 from gancore.video import LiveTranslator, translate_clip  # noqa: E402
 
 PHOTO = ROOT.parent / "shared" / "datasets" / "horse2zebra" / "testA" / "n02381460_1000.jpg"
@@ -41,9 +38,8 @@ def load() -> str:
 
 
 def models():
-    student = registry.build("cyclegan", CycleGANConfig(base_channels=16)).eval().requires_grad_(False)
     return {"shipped horse2zebra (32 ch)": load_model(ROOT / "weights" / "horse2zebra.safetensors"),
-            "student size (16 ch, untrained weights)": student}
+            "shipped student (16 ch, depthwise)": load_model(ROOT / "weights" / "horse2zebra_student.safetensors")}
 
 
 def live(models_, n: int):

@@ -3,16 +3,13 @@ into the studio's Translate tab, and we count the distinct translated frames tha
 
 This includes everything a user's frame goes through: the browser grabbing and uploading it every 0.1 s,
 Gradio's queue (newest frame wins), the translation, JPEG encoding and the page fetching the result.
-Models: the shipped horse2zebra generator and a student-sized one (CycleGANConfig(base_channels=16),
-random weights: the speed does not depend on them) saved as a checkpoint in a temporary weights folder.
+Models: the shipped horse2zebra teacher and the shipped mobile student (the Translate tab's default).
 
     python bench/webcam_browser.py [--seconds 15] [--size 256]
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -30,16 +27,6 @@ PHOTO = ROOT.parent / "shared" / "datasets" / "horse2zebra" / "testA" / "n023814
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-
-
-def student_checkpoint(path: Path) -> None:
-    from gancore import checkpoint as ckpt
-    from gancore import registry
-    from gancore.models.cyclegan import CycleGANConfig
-    cfg = CycleGANConfig(base_channels=16)
-    model = registry.build("cyclegan", cfg)
-    tensors = {f"{n}.{k}": v for n in ("G_AB", "G_BA") for k, v in model.networks()[n].state_dict().items()}
-    ckpt.save(path, tensors, {"model_type": "cyclegan", "model_config": json.dumps(dataclasses.asdict(cfg))})
 
 
 def measure(page, label: str, seconds: float, size: int) -> tuple[float, str]:
@@ -76,8 +63,8 @@ def main():
         d = Path(d)
         weights = d / "weights"
         weights.mkdir()
-        shutil.copy(ROOT / "weights" / "horse2zebra.safetensors", weights)
-        student_checkpoint(weights / "student16_untrained.safetensors")
+        for name in ("horse2zebra_student.safetensors", "horse2zebra.safetensors"):
+            shutil.copy(ROOT / "weights" / name, weights)
         cam = write_y4m(d / "cam.y4m", pan_frames(PHOTO, 4, fps=25, size=320), fps=25)
         demo = build_app(Services(weights_dir=weights, runs_dir=d / "runs"))
         demo.launch(server_name="127.0.0.1", server_port=7941, prevent_thread_lock=True, quiet=True, theme=THEME,
@@ -93,7 +80,7 @@ def main():
                 page = b.new_context(viewport={"width": 1280, "height": 1000}).new_page()
                 page.set_default_timeout(30_000)
                 page.goto("http://127.0.0.1:7941/")
-                for label in ("student16_untrained (shipped)", "horse2zebra (shipped)"):
+                for label in ("horse2zebra_student (shipped)", "horse2zebra (shipped)"):
                     fps, text = measure(page, label, a.seconds, a.size)
                     print(f"| {label} | {fps:.1f} | {text.strip()} | {os.getloadavg()[0]:.1f} |", flush=True)
                 b.close()
