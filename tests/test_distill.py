@@ -76,7 +76,7 @@ def test_perceptual_features_come_from_the_pretrained_network():
     assert float(loss(x, x)) == 0.0 and float(loss(x, x.flip(-1))) > 0
     assert not any(p.requires_grad for p in loss.parameters())
     # Trained weights, not an initialisation: the stem's batch-norm statistics are not the defaults.
-    bn = loss.stem[1]
+    bn = loss.features.stem[1]
     assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
 
 

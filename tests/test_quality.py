@@ -69,9 +69,6 @@ def test_an_unknown_augmentation_is_refused_with_the_choices():
 
 
 # ----------------------------------------------------------------------------------------------------
-# Held-out pictures and the meter
-
-# ----------------------------------------------------------------------------------------------------
 # A discriminator on pretrained features (Projected GAN)
 
 def test_projected_discriminator_judges_frozen_imagenet_features_that_never_change_or_get_saved(emoji, tmp_path):
@@ -93,6 +90,9 @@ def test_projected_discriminator_judges_frozen_imagenet_features_that_never_chan
     with pytest.raises(ValueError, match="d_features"):
         DCGANConfig(d_features="inception")
 
+
+# ----------------------------------------------------------------------------------------------------
+# Held-out pictures and the meter
 
 def test_a_tenth_of_the_pictures_is_held_out_the_same_way_every_time(emoji):
     assert held_out_count(99) == 0 and held_out_count(320) == 32 and held_out_count(100_000) == 500

@@ -64,7 +64,7 @@ def test_the_shipped_student_is_the_translate_default_and_translates_like_its_te
     untrained = registry.build("cyclegan", student.config).eval()
     examples = Path(__file__).resolve().parents[1] / "gancore" / "assets" / "examples"
     for photo, direction in [("horse_1.jpg", "AB"), ("horse_2.jpg", "AB"), ("zebra_1.jpg", "BA"), ("zebra_2.jpg", "BA")]:
-        im = np.asarray(Image.open(examples / photo).convert("RGB").resize((256, 256)))
+        im = np.asarray(Image.open(examples / photo).convert("RGB"))      # 256 x 256 test photos
         t, s, u = (translate(m, im, direction)["output"].astype(float) for m in (teacher, student, untrained))
         # Nearer the teacher's picture than the photo is (it learned the change, not a copy), and far nearer
         # than the same network untrained (measured: 9.9-17.3 grey levels, photo 19.5-29.0, untrained 57.8-73.1).

@@ -45,6 +45,28 @@ def imagenet_normalise(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1) / 2 - mean) / std
 
 
+class Lite0Taps(nn.Module):
+    """Multi-scale ImageNet features: the frozen EfficientNet-Lite0's stem and first blocks, returning the
+    outputs of the blocks in `taps` (and the stem's first, with `stem=True`) for [-1, 1] pictures."""
+
+    def __init__(self, taps: tuple[int, ...], stem: bool = False):
+        super().__init__()
+        net = efficientnet_lite0()
+        self.taps, self.with_stem = taps, stem
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        self.blocks = nn.ModuleList(net._blocks[: max(taps) + 1])
+        self.eval().requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(imagenet_normalise(x))
+        out = [x] if self.with_stem else []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.taps:
+                out.append(x)
+        return out
+
+
 class PictureFeatures:
     """1280 pooled EfficientNet-Lite0 features per picture, at `size` px (pictures are resized to it)."""
 

