@@ -54,6 +54,15 @@ RECIPES = {
                    "lr_decay_start": 0.5},
                   {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 16,
                    "d_base_channels": 16, "d_features": "lite0"}),
+    # narrow-decay and projected with MSGAN's mode-seeking term on G (weight 1, the paper's).
+    "narrow-decay-ms": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32,
+                         "lr_decay_start": 0.5},
+                        {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 16,
+                         "d_base_channels": 16, "mode_seeking": 1.0}),
+    "projected-ms": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32,
+                      "lr_decay_start": 0.5},
+                     {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 16,
+                      "d_base_channels": 16, "d_features": "lite0", "mode_seeking": 1.0}),
     "plain-2e-3": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32}, {}),
 }
 

@@ -91,10 +91,10 @@ def test_training_on_uploaded_pictures_shows_the_quality_curve_and_verdict(page,
     from helpers import emoji_zip
     page.get_by_role("radio", name="My images (upload a .zip)").check()
     page.locator("#train-upload input[type=file]").set_input_files(str(emoji_zip(tmp_path / "icons.zip")))
-    page.locator("#train-budget input").fill("150")
+    page.locator("#train-budget input").fill("80")
     page.locator("#train-start").click()
     page.locator("#train-note").get_by_text("Started").wait_for()
-    page.get_by_text("finished after 150 steps").wait_for(timeout=240_000)
+    page.get_by_text("finished after 80 steps").wait_for(timeout=240_000)
     verdict = page.locator("#train-verdict .gs-verdict")
     verdict.wait_for()
     assert "KID" in verdict.inner_text()

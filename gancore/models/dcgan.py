@@ -34,6 +34,7 @@ class DCGANConfig:
     d_spectral_norm: bool = True     # spectral norm on D's convolutions (Miyato et al. 2018), in place of BatchNorm
     augment: str = ""                # DiffAugment policy for D's inputs: a comma list of color, translation, cutout
     ada_target: float = 0.0          # > 0: adaptive augmentation probability (ADA) aiming E[sign D(real)] at this
+    mode_seeking: float = 0.0        # > 0: weight of G's mode-seeking term (MSGAN): against collapse
     d_features: str = ""             # "lite0": D judges a frozen ImageNet EfficientNet-Lite0's features (Projected GAN)
     # Files saved before these options existed hold the classic DCGAN discriminator.
     LEGACY_DEFAULTS: ClassVar[dict] = {"d_minibatch_std": False, "d_spectral_norm": False, "g_extra_convs": 0}

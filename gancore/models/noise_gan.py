@@ -24,6 +24,15 @@ def g_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
+def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Mode seeking (MSGAN, Mao et al. 2019): pair the batch's two halves and reward G when its pictures differ
+    as much as their latents do; the loss is the inverse of that ratio, so a collapsing G pays most."""
+    k = fake.shape[0] // 2
+    a, b = fake[:k].float(), fake[k:2 * k].float()
+    ratio = (a - b).abs().mean() / (z[:k] - z[k:2 * k]).abs().mean()
+    return 1 / (ratio + 1e-5)
+
+
 class NoiseGAN(GANModel):
     """A noise -> image GAN. Its config may name a DiffAugment policy (`augment`) and an ADA target
     (`ada_target`); D then sees every real and fake image through the same random augmentation."""
@@ -71,9 +80,13 @@ class NoiseGAN(GANModel):
         set_requires_grad(self.D, False)
         with ctx.autocast():
             loss_g = g_loss(loss_kind, self.D(aug(fake)))
-        ctx.step("G", loss_g)
+        ms_weight = getattr(self.config, "mode_seeking", 0.0)
+        loss_ms = mode_seeking_loss(fake, z) if ms_weight > 0 and n > 1 else None
+        ctx.step("G", loss_g if loss_ms is None else loss_g + ms_weight * loss_ms)
         set_requires_grad(self.D, True)
         losses = {"D/real": loss_real.detach(), "D/fake": loss_fake.detach(), "G/adv": loss_g.detach()}
+        if loss_ms is not None:
+            losses["G/mode_seeking"] = loss_ms.detach()
         if aug.ada_target > 0:
             losses["augment_p"] = torch.tensor(aug.p)
         return losses
