@@ -93,7 +93,8 @@ def recommended_model_config(model: str, data: str, **changes):
     """`model`'s config with the settings measured best for this kind of data (e.g. augmentation for a small
     set of pictures), then `changes`."""
     entry = registry.get(model)
-    return override(entry.config_cls(), **{**catalog.model_settings_for(model, data), **changes})
+    # Two steps: an unset change (None) keeps the recipe's value instead of erasing it.
+    return override(override(entry.config_cls(), **catalog.model_settings_for(model, data)), **changes)
 
 
 @dataclass

@@ -169,4 +169,5 @@ def test_the_recipe_is_picked_by_data():
     assert recommended_model_config("dcgan", "mnist").augment == ""                # digits: as measured
     assert recommended_model_config("dcgan", "my/icons").augment == "color,translation,cutout"
     assert recommended_model_config("dcgan", "my/icons", augment="").augment == ""
+    assert recommended_model_config("dcgan", "my/icons", image_size=None).image_size == 64      # unset: the recipe's
     assert recommended_model_config("mlp", "my/icons") == recommended_model_config("mlp", "mnist")   # no recipe
