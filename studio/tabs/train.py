@@ -169,7 +169,8 @@ def build(services):
                 unit = gr.Radio(["minutes", "steps"], value="steps", label="Budget in",
                                 info="Stop after a time or after a number of training steps.")
                 budget = gr.Number(value=300, minimum=1, label="Budget", elem_id="train-budget",
-                                   info="300 steps take about a minute on a laptop CPU.")
+                                   info="300 steps take about a minute on digits, 2–3 minutes on your own "
+                                        "pictures (laptop CPU).")
             with gr.Accordion("More settings", open=False):
                 batch_size = gr.Slider(1, 256, value=64, step=1, label="Batch size",
                                        info="Images per step; larger is smoother but slower per step.")
