@@ -109,6 +109,8 @@ def test_mode_seeking_charges_a_collapsing_generator_and_pushes_its_pictures_apa
                      quality=False, sample_every_steps=0, log_every_steps=1)
     steps = [e for e in Trainer(tc, model.config).run() if e.kind == "step"]
     assert steps and all(np.isfinite(e.losses["G/mode_seeking"]) for e in steps)
+    with pytest.raises(ValueError, match="mode_seeking"):
+        DCGANConfig(mode_seeking=-1.0)
 
 
 # ----------------------------------------------------------------------------------------------------

