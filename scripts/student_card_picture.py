@@ -16,7 +16,8 @@ TEST = ROOT.parent / "shared" / "datasets" / "horse2zebra"
 
 
 def main():
-    teacher, student = (load_model(ROOT / "weights" / f"{n}.safetensors") for n in ("horse2zebra", "horse2zebra_student"))
+    teacher, student = (load_model(ROOT / "weights" / f"{name}.safetensors")
+                        for name in ("horse2zebra", "horse2zebra_student"))
     rows = []
     for folder, direction in (("testA", "AB"), ("testB", "BA")):
         for photo in sorted((TEST / folder).glob("*.jpg"))[:4]:
