@@ -183,8 +183,9 @@ def _check_train_state(name: str, key: str, st: dict) -> None:
             bad(f"{k} is {st.get(k)!r:.30}")
     if not isinstance(st.get("train_config"), dict):
         bad("train_config is not an object")
-    if not isinstance(st.get("elapsed_s", 0) or 0, (int, float)):
-        bad("elapsed_s is not a number")
+    for key in ("elapsed_s", "cpu_s"):
+        if not isinstance(st.get(key, 0) or 0, (int, float)):
+            bad(f"{key} is not a number")
     if key == "train_state":
         if not isinstance(st.get("param_groups"), dict) or not isinstance(st.get("rng"), dict):
             bad("param_groups or rng missing")
@@ -337,4 +338,4 @@ def restore_training_state(tensors: dict, state: dict, model, ema_networks: dict
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     set_rng_state(tensors, state["rng"])
-    return {k: state.get(k, 0) for k in ("step", "epoch", "batch_in_epoch", "elapsed_s")}
+    return {k: state.get(k, 0) for k in ("step", "epoch", "batch_in_epoch", "elapsed_s", "cpu_s")}

@@ -293,6 +293,15 @@ class ImageFolderDataset(Dataset):
         return x
 
 
+def _hold_out(files: list[Path], hold_out: bool) -> tuple[list[Path], list[Path]]:
+    """(training files, held-out files): a tenth kept out for the quality curve, the same on every run."""
+    k = held_out_count(len(files)) if hold_out else 0
+    if not k:
+        return files, []
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(HOLD_OUT_SEED)).tolist()
+    return [files[i] for i in sorted(order[k:])], [files[i] for i in sorted(order[:k])]
+
+
 class UnpairedDataset(Dataset):
     """Two unrelated image sets A and B, loaded lazily with resize -> random crop -> flip.
 
@@ -300,9 +309,10 @@ class UnpairedDataset(Dataset):
     paper's code does. Broken files are dropped when the set is listed (checked by a cheap header read).
     """
 
-    def __init__(self, root_A, root_B, image_size=256, load_size=286, channels=3, train=True):
-        self.files_A = self._usable(root_A)
-        self.files_B = self._usable(root_B)
+    def __init__(self, root_A, root_B, image_size=256, load_size=286, channels=3, train=True,
+                 hold_out: bool = False):
+        self.files_A, self.held_out_A = _hold_out(self._usable(root_A), hold_out)
+        self.files_B, self.held_out_B = _hold_out(self._usable(root_B), hold_out)
         self.image_size, self.load_size, self.channels, self.train = image_size, load_size, channels, train
 
     @staticmethod
@@ -440,7 +450,7 @@ def make_dataset(train_cfg, model_cfg) -> Dataset:
             raise DataError("a translation model needs two image sets: data (domain A) and data_b (domain B)")
         crop = getattr(model_cfg, "crop_size", 0) or size     # train on crops, translate at full size
         ds = UnpairedDataset(train_cfg.data, train_cfg.data_b, image_size=crop,
-                             load_size=getattr(model_cfg, "load_size", size), channels=ch)
+                             load_size=getattr(model_cfg, "load_size", size), channels=ch, hold_out=True)
         if limit:
             ds.files_A, ds.files_B = ds.files_A[:limit], ds.files_B[:limit]
         return ds

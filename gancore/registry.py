@@ -63,10 +63,11 @@ def config_from_json(name: str, text: str, check_size: bool = True):
 
 
 def _ensure() -> None:
-    if all(n in _REGISTRY for n in ("mlp", "dcgan", "cyclegan", "maskrec")):
+    if all(n in _REGISTRY for n in ("mlp", "dcgan", "cyclegan", "cut", "maskrec")):
         return
-    from gancore.models import cyclegan, dcgan, maskrec, mlp
+    from gancore.models import cut, cyclegan, dcgan, maskrec, mlp
     register("mlp", mlp.MLPGANConfig, mlp.MLPGAN)
     register("dcgan", dcgan.DCGANConfig, dcgan.DCGAN)
     register("cyclegan", cyclegan.CycleGANConfig, cyclegan.CycleGAN)
+    register("cut", cut.CUTConfig, cut.CUT)
     register("maskrec", maskrec.MaskRecConfig, maskrec.MaskRec)

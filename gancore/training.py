@@ -33,6 +33,7 @@ from gancore import registry
 from gancore.config import from_dict, override, to_json
 from gancore import imaging
 from gancore.data import SeededSampler, collate, make_dataset
+from gancore.memory import MemoryCeiling, MemoryGuard, ceiling_bytes
 from gancore.models.base import StepContext
 from gancore import catalog
 from gancore.errors import GanStudioError
@@ -56,6 +57,7 @@ class TrainConfig:
     steps: int = 0                   # bounds: the run stops at whichever comes first; 0 = unbounded
     epochs: float = 0
     minutes: float = 0
+    cpu_minutes: float = 0           # bound by this process's CPU time: equal compute for side-by-side runs
     lr_decay_start: float = 1.0      # fraction of the run after which lr falls linearly to 0 (1.0 = constant)
     ema_decay: float = 0.999         # EMA of the generator weights (0 = off)
     amp: str = "off"                 # "off", "bf16", "fp16" (CUDA, with GradScaler), "auto"
@@ -69,6 +71,7 @@ class TrainConfig:
     sample_every_steps: int = 200
     checkpoint_every_steps: int = 1000
     checkpoint_every_seconds: float = 60   # a kill or crash loses at most this much work (0 = off)
+    memory_limit_gb: float = 0       # past this resident memory the run saves and stops (0 = 80 % of the machine)
     out_dir: str = ""                # "" = runs/<model>-<date>-<time>; a resumed run writes beside its file
     init_from: str = ""              # warm start: weights only (e.g. a shipped checkpoint)
     data_limit: int = 0              # use only the first N training items (0 = all)
@@ -143,7 +146,9 @@ class RunState:
     epoch: int = 0
     batch_in_epoch: int = 0
     elapsed_before: float = 0.0      # seconds spent in earlier processes of this run
+    cpu_before: float = 0.0          # CPU seconds spent in earlier processes of this run
     t_start: float = field(default_factory=time.perf_counter)
+    cpu_start: float = field(default_factory=time.process_time)
     failed: bool = False
     last_checkpoint: str = ""
     last_save_t: float = field(default_factory=time.perf_counter)
@@ -152,6 +157,9 @@ class RunState:
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t_start
+
+    def cpu(self) -> float:
+        return self.cpu_before + time.process_time() - self.cpu_start
 
 
 @dataclass
@@ -204,7 +212,8 @@ class Trainer:
         saved = from_dict(TrainConfig, state["train_config"])
         # The saved run's settings win, except for the bounds and where to write, which a resume may extend.
         # By default a resumed run writes beside the file it resumes.
-        keep = {k: getattr(config, k) for k in ("steps", "epochs", "minutes", "out_dir", "num_workers", "device")}
+        keep = {k: getattr(config, k) for k in ("steps", "epochs", "minutes", "cpu_minutes", "out_dir", "num_workers",
+                                                "device", "memory_limit_gb")}
         keep["out_dir"] = keep["out_dir"] or str(Path(resume).parent)
         self.resume_tensors, self.resume_state = tensors, state
         return (from_dict(TrainConfig, {**asdict(saved), **keep}),
@@ -230,7 +239,9 @@ class Trainer:
                         f"{s.per_epoch} steps per epoch, writing to {self.out_dir}{quality}",
                         metrics={"quality": list(st.quality)})
         preview_batch, window = None, [time.perf_counter(), 0]
+        guard, too_big = MemoryGuard(ceiling_bytes(cfg.memory_limit_gb)), ""
         try:
+            guard.__enter__()
             done = self._progress(s) >= 1.0
             while not done:
                 s.sampler.set_epoch(st.epoch, skip=st.batch_in_epoch * cfg.batch_size)
@@ -242,7 +253,12 @@ class Trainer:
                         break
                     batch = _to_device(batch, s.device, cfg.channels_last)
                     preview_batch = batch if preview_batch is None else preview_batch
-                    losses = self._train_step(s, batch)
+                    try:
+                        losses = self._train_step(s, batch)
+                        guard.check()
+                    except MemoryCeiling as e:        # the half-built step is dropped with `e`
+                        too_big, done = f"training stopped at step {st.step}: {e}", True
+                        break
                     error = self._check_finite(s, losses)
                     if error:
                         st.failed = True
@@ -266,6 +282,7 @@ class Trainer:
                     st.batch_in_epoch = 0
                     done = done or self._stop.is_set()
         finally:
+            guard.__exit__(None, None, None)
             # Normal end, stop(), Ctrl-C or the consumer closing the generator: save, unless the run went NaN.
             st.failed = st.failed or not _all_finite(s.model)
             if not st.failed:
@@ -274,6 +291,10 @@ class Trainer:
                 release_out_dir(self.out_dir)
             if s.world > 1 and dist.is_initialized():
                 dist.barrier()
+        if s.is_main and too_big and not st.failed:
+            yield Event("error", step=st.step, epoch=st.epoch, path=st.last_checkpoint,
+                        message=f"{too_big}. Saved {st.last_checkpoint}")
+            return
         if s.is_main and not st.failed:
             stopped = f"stopped at step {st.step}; " if self._stop.is_set() and self._progress(s) < 1.0 else ""
             yield Event("end", step=st.step, epoch=st.epoch, progress=self._progress(s), path=st.last_checkpoint,
@@ -284,8 +305,8 @@ class Trainer:
 
     def _setup(self) -> Setup:
         cfg = self.config
-        if not (cfg.steps or cfg.epochs or cfg.minutes):
-            raise TrainingError("give the run a bound: steps, epochs or minutes")
+        if not (cfg.steps or cfg.epochs or cfg.minutes or cfg.cpu_minutes):
+            raise TrainingError("give the run a bound: steps, epochs, minutes or cpu_minutes")
         device, rank, world = _init_distributed(resolve_device(cfg.device))
         if rank == 0:
             claim_out_dir(self.out_dir, resuming=self.resume_tensors is not None)
@@ -310,6 +331,7 @@ class Trainer:
             st = self.state
             st.step, st.epoch, st.batch_in_epoch = pos["step"], pos["epoch"], pos["batch_in_epoch"]
             st.elapsed_before = pos["elapsed_s"] or 0.0
+            st.cpu_before = pos["cpu_s"] or 0.0
             st.quality = list(self.resume_state.get("quality") or [])
             self.resume_tensors = None       # free the memory; nothing reads them again
         elif world > 1:
@@ -330,6 +352,7 @@ class Trainer:
         st = self.state
         st.next_quality = st.step + (cfg.quality_every_steps or 10)
         st.t_start = st.last_save_t = time.perf_counter()
+        st.cpu_start = time.process_time()
         return Setup(device, rank, world, model, optimizers, ema, ctx, dataset, sampler, loader, per_epoch,
                      int(min(bounds)) if bounds else 0, meter)
 
@@ -420,6 +443,8 @@ class Trainer:
         fr = [st.step / s.total_steps] if s.total_steps else []
         if cfg.minutes:
             fr.append(st.elapsed() / (cfg.minutes * 60))
+        if cfg.cpu_minutes:
+            fr.append(st.cpu() / (cfg.cpu_minutes * 60))
         return min(1.0, max(fr)) if fr else 0.0
 
     def _preview(self, model, gen_group, batch) -> np.ndarray:
@@ -436,7 +461,7 @@ class Trainer:
         path = path or self.out_dir / "last.safetensors"
         if s.is_main:
             position = {"step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
-                        "elapsed_s": st.elapsed(), "finished": finished, "quality": st.quality}
+                        "elapsed_s": st.elapsed(), "cpu_s": st.cpu(), "finished": finished, "quality": st.quality}
             ckpt.save_training_state(path, s.model, _networks_of(s.ema, s.model) if s.ema is not None else {},
                                      s.optimizers, s.ctx.scaler, position, asdict(self.config),
                                      to_json(s.model.config))

@@ -1,6 +1,7 @@
 """Tiny configs (16 px, few channels) so the contract tests run in seconds."""
 from pathlib import Path
 
+from gancore.models.cut import CUTConfig
 from gancore.models.cyclegan import CycleGANConfig
 from gancore.models.dcgan import DCGANConfig
 from gancore.models.mlp import MLPGANConfig
@@ -10,6 +11,8 @@ TINY = {
     "dcgan": DCGANConfig(latent_dim=8, base_channels=4, d_base_channels=4, image_size=28),
     "cyclegan": CycleGANConfig(base_channels=4, res_blocks=1, d_base_channels=4, d_layers=2, image_size=32, load_size=36,
                                pool_size=4),
+    "cut": CUTConfig(base_channels=4, res_blocks=2, d_base_channels=4, d_layers=2, image_size=32, crop_size=32,
+                     load_size=36, nce_layers="0,4,7,10", num_patches=16, mlp_dim=8),
 }
 
 

@@ -155,7 +155,8 @@ def test_recommended_settings_sit_under_the_users():
     from gancore.training import recommended
     assert recommended("dcgan").lr_g == learning_rate("dcgan") != TrainConfig().lr_g   # the measured recipe
     assert recommended("dcgan", lr_g=1e-4, steps=None).lr_g == 1e-4                   # the user's value wins
-    assert recommended("cyclegan") == TrainConfig(model="cyclegan")                    # no recipe: plain defaults
+    assert recommended("mlp") == TrainConfig(model="mlp")                              # no recipe: plain defaults
+    assert recommended("cyclegan").batch_size == 1                                     # a photo a step, as measured
     assert learning_rate("cyclegan") == TrainConfig().lr_g                             # the studio shows the same
 
 
