@@ -125,5 +125,8 @@ add(ModelInfo("cyclegan", "translate", "CycleGAN (Zhu et al. 2017)",
                       "fixed": {"base_channels": 16, "res_blocks": 4, "d_base_channels": 32}}))
 add(ModelInfo("cut", "translate", "CUT / FastCUT contrastive translation (Park et al. 2020)",
               # One photo a step on 128-px crops of 286-px loads, constant rate then linear decay to 0.
-              recipe=dict(batch_size=1, lr_decay_start=0.5)))
+              recipe=dict(batch_size=1, lr_decay_start=0.5),
+              # The studio: 64-px pictures (whole, no crops: uploads are often small), so a minute shows a change.
+              studio={"image_size": {"mnist": 64, "upload": 64}, "load_size_margin": 0.125,
+                      "fixed": {"crop_size": 0}}))
 add(ModelInfo("maskrec", "inpaint", "Masked reconstruction (context encoder, Pathak et al. 2016)"))

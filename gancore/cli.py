@@ -83,10 +83,12 @@ def cmd_train(args) -> int:
     from gancore.training import TrainConfig, Trainer, TrainingError, _format, recommended, recommended_model_config
 
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    # A resume keeps the run's settings; the few it may change are changed only when given on the command line.
+    changes = {k: v for k, v in flags.items() if v is not None and k in Trainer.RESUME_CHANGES} if args.resume else {}
     train_cfg = recommended(flags.pop("model") or TrainConfig.model, **flags)   # the model's defaults, then flags
     entry = registry.get(train_cfg.model)
     model_cfg = recommended_model_config(train_cfg.model, train_cfg.data, **_parse_sets(args.set, entry.config_cls))
-    trainer = Trainer(train_cfg, model_cfg, resume=args.resume)
+    trainer = Trainer(train_cfg, model_cfg, resume=args.resume, resume_changes=changes)
     signalled = _stop_on_signals(trainer)
     try:
         from tqdm import tqdm

@@ -334,6 +334,16 @@ class UnpairedDataset(Dataset):
     def __len__(self):
         return max(len(self.files_A), len(self.files_B))
 
+    def held_out_images(self, size: int, limit: int = 100) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The held-out photos of A and B (at most `limit` each), centre squares of `size` px in [-1, 1]."""
+        if not (self.held_out_A and self.held_out_B):
+            return None
+
+        def load(files):
+            return torch.stack([to_tensor(np.asarray(resize_crop(to_rgb_or_grey(open_image(f), self.channels), size)))
+                                for f in files[:limit]])
+        return load(self.held_out_A), load(self.held_out_B)
+
     def _load(self, path, rng):
         im = to_rgb_or_grey(open_image(path), self.channels)
         if self.train:

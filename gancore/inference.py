@@ -166,7 +166,8 @@ def translate(model, image, direction: str = "AB", cycle: bool = False, scale: s
         raise Unsupported(f"{model.model_type} is not a translation model")
     device = next(model.parameters()).device
     fwd = model.generator(direction)
-    back = model.generator(model.inverse(direction)) if cycle else None
+    inverse = model.inverse(direction) if cycle else None      # a one-way model has no round trip
+    back = model.generator(inverse) if inverse else None
     on_device = lambda net: (lambda t: net(t.to(device)).cpu())   # noqa: E731
     return translate_with(on_device(fwd), image, model.config.image_channels, model.config.image_size,
                           model.size_multiple, on_device(back) if back is not None else None, scale, max_side,

@@ -188,10 +188,16 @@ class Trainer:
     """for event in Trainer(config).run(): ...  `stop()` (any thread, or SIGTERM in the CLI) ends the run after
     the current step; it still saves and yields "end"."""
 
-    def __init__(self, config: TrainConfig, model_config=None, resume: str | None = None, dataset=None):
+    # Settings a resumed run may change when asked explicitly (`resume_changes`): how it measures and saves,
+    # and the schedule's end (e.g. constant rate until now, a decay over a longer bound from here).
+    RESUME_CHANGES = ("quality", "quality_every_steps", "quality_samples", "lr_decay_start", "checkpoint_every_steps",
+                      "checkpoint_every_seconds", "log_every_steps", "sample_every_steps")
+
+    def __init__(self, config: TrainConfig, model_config=None, resume: str | None = None, dataset=None,
+                 resume_changes: dict | None = None):
         self.resume_tensors, self.resume_state = None, None
         if resume:
-            config, model_config = self._load_resume(resume, config)
+            config, model_config = self._load_resume(resume, config, resume_changes or {})
         self.config = config
         self.model_config = model_config or registry.get(config.model).config_cls()
         from gancore.validate import check_training
@@ -203,7 +209,7 @@ class Trainer:
         self._previous = None            # CUDA: the previous step's losses (checked one step late)
         self._losses: dict = {}
 
-    def _load_resume(self, resume: str, config: TrainConfig):
+    def _load_resume(self, resume: str, config: TrainConfig, changes: dict):
         tensors, meta = ckpt.load(resume)
         if "train_state" not in meta:
             raise ckpt.CheckpointError(f"{Path(resume).name}: holds weights only and cannot resume a run; "
@@ -215,6 +221,11 @@ class Trainer:
         keep = {k: getattr(config, k) for k in ("steps", "epochs", "minutes", "cpu_minutes", "out_dir", "num_workers",
                                                 "device", "memory_limit_gb")}
         keep["out_dir"] = keep["out_dir"] or str(Path(resume).parent)
+        refused = sorted(set(changes) - set(self.RESUME_CHANGES))
+        if refused:
+            raise TrainingError(f"a resumed run keeps its settings; {', '.join(refused)} cannot change "
+                                "(start a new run with init_from for that)")
+        keep.update(changes)
         self.resume_tensors, self.resume_state = tensors, state
         return (from_dict(TrainConfig, {**asdict(saved), **keep}),
                 registry.config_from_json(meta["model_type"], meta["model_config"]))
@@ -606,9 +617,12 @@ def train(config: TrainConfig, model_config=None, resume=None, quiet=False) -> s
 def _format(ev: Event) -> str:
     if ev.kind == "quality":
         m = ev.metrics
-        return f"[quality] step {ev.step} KID x100 {m['kid']:.3f} diversity {m['diversity']:.2f}: {ev.message}"
+        moved = f" identity distance {m['identity']:.3f}" if "identity" in m else ""
+        return (f"[quality] step {ev.step} KID x100 {m['kid']:.3f}{moved} diversity {m['diversity']:.2f}: "
+                f"{ev.message}")
     if ev.kind != "step":
         return f"[{ev.kind}] {ev.message}"
     losses = " ".join(f"{k}={v:.3f}" for k, v in ev.losses.items())
     eta = f" eta {ev.eta_s:.0f}s" if ev.eta_s is not None else ""
-    return f"step {ev.step} ep {ev.epoch} {ev.progress * 100:.1f}% {ev.images_per_s:.0f} img/s{eta} {losses}"
+    ips = f"{ev.images_per_s:.0f}" if ev.images_per_s >= 10 else f"{ev.images_per_s:.2f}"
+    return f"step {ev.step} ep {ev.epoch} {ev.progress * 100:.1f}% {ips} img/s{eta} {losses}"

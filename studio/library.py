@@ -95,6 +95,11 @@ class CheckpointLibrary:
         return [(f"{label} ({model.directions()[d]})", model.directions()[d])
                 for d, label in model.direction_labels().items()]
 
+    def translation_directions(self, path: str | os.PathLike) -> list[tuple[str, str]]:
+        """(label, direction) for each way a translation model goes, e.g. [("Horse → zebra", "AB")]."""
+        labels = self.load(path).direction_labels()
+        return [(label[:1].upper() + label[1:], d) for d, label in labels.items()]
+
     def load(self, path: str | os.PathLike):
         """The model a checkpoint holds (eval mode, cached by the engine)."""
         from gancore.inference import load_model

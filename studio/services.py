@@ -49,6 +49,9 @@ class Services:
     def direction_choices(self, path) -> list[tuple[str, str]]:
         return self.library.direction_choices(path)
 
+    def translation_directions(self, path) -> list[tuple[str, str]]:
+        return self.library.translation_directions(path)
+
     def models_table(self) -> list[dict]:
         return self.library.models_table()
 

@@ -112,7 +112,8 @@ class TrainingJob:
                 raise ConfigError(f"a run named {name!r} already exists; choose another name")
             created = out_dir
             if entry.task == "translate" and data == "mnist":
-                raise DataError("CycleGAN learns between two sets of photos: upload a zip for each domain")
+                raise DataError(f"{entry.title.split(' (')[0]} learns between two sets of pictures: upload a zip for "
+                                "each")
             data_a = self._unpack(data, upload, out_dir, "data")
             data_bb = self._unpack(data_b or "upload", upload_b, out_dir, "data_b") if entry.task == "translate" else ""
             model_cfg = recommended_model_config(model, data_a,

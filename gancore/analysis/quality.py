@@ -24,6 +24,8 @@ COLLAPSE_DIVERSITY = 0.4       # samples spread less than 0.4 as much as the rea
 WARM_UP = 200                  # steps before low diversity counts as collapse
 PATIENCE = 5                   # checks without a new best before the run is called "no longer improving"
 MIN_INTERVAL_S = 20            # seconds of training between two automatic checks, at least
+COPY_DISTANCE = 0.03          # a translation changing its photo by less than 3 % of the pixel range copies it
+COPY_KID_SHARE = 0.9           # ... as does one scoring no better than 0.9x of the unchanged photos' KID
 BUDGET = 0.05                  # share of a run's time the schedule spends measuring (the first check and the
                                # one at the end come on top: bench/quality_overhead.py measures the total)
 
@@ -67,9 +69,56 @@ class QualityMeter:
                 "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def meter_for(train_config, model, dataset, samples: int | None = None) -> QualityMeter | None:
-    """The run's meter: noise models with held-out pictures (an image folder of 100+, or MNIST) only."""
-    if not train_config.quality or model.task != "noise":
+class TranslationMeter:
+    """How far a translator has got, on photos held out of both training folders: KID x100 of its translations
+    of held-out A against held-out B (EfficientNet-Lite1 features), the same for the photos left unchanged
+    (what copying the input would score), the identity distance mean |G(x) - x| (0..1 of the pixel range)
+    and the translations' diversity."""
+
+    def __init__(self, features, held_a: torch.Tensor, held_b: torch.Tensor, label: str = "held-out photos"):
+        self.features, self.held_a, self.label = features, held_a, label
+        reference = features(held_b)
+        self.scale = float(np.sqrt((reference ** 2).mean())) or 1.0
+        self.reference = reference / self.scale
+        self.real_spread = spread(self.reference)
+        self.photo_kid = self._kid(features(held_a) / self.scale)
+        self.count = len(held_a) + len(held_b)
+
+    def _kid(self, fake: np.ndarray) -> float:
+        return round(100 * _kid(fake, self.reference, subsets=50,
+                                subset_size=min(100, len(fake), len(self.reference))), 3)
+
+    @torch.no_grad()
+    def measure(self, model, generator_group) -> dict:
+        t0 = time.perf_counter()
+        was_training = generator_group.training
+        generator_group.eval()
+        try:
+            net = model.generator_of(generator_group)
+            device = next(generator_group.parameters()).device
+            out = torch.cat([net(self.held_a[i:i + 8].to(device)).float().cpu().clamp(-1, 1)
+                             for i in range(0, len(self.held_a), 8)])
+        finally:
+            generator_group.train(was_training)
+        fake = self.features(out) / self.scale
+        return {"kid": self._kid(fake), "photo_kid": self.photo_kid,
+                "identity": round(float((out - self.held_a).abs().mean() / 2), 4),
+                "diversity": round(spread(fake) / max(self.real_spread, 1e-12), 3),
+                "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def meter_for(train_config, model, dataset, samples: int | None = None):
+    """The run's meter: noise models with held-out pictures (an image folder of 100+, or MNIST), and
+    translators whose two folders hold 100+ photos each (a tenth of each held out)."""
+    if not train_config.quality:
+        return None
+    if model.task == "translate" and hasattr(dataset, "held_out_images"):
+        held = dataset.held_out_images(model.config.image_size)
+        if held is None:
+            return None
+        from gancore.analysis.features import PictureFeatures
+        return TranslationMeter(PictureFeatures(size=128), *held)
+    if model.task != "noise":
         return None
     held_out = getattr(dataset, "held_out", None)
     if held_out is None or len(held_out) < 2:
@@ -92,8 +141,18 @@ def next_check(step: int, seconds_per_step: float, cost_s: float, every_steps: i
     return step + max(10, int(np.ceil(MIN_INTERVAL_S / per_step)), int(np.ceil(cost_s / (BUDGET * per_step))))
 
 
+def copying(point: dict) -> bool:
+    """A translator that hands back its input: it changes the photos by under COPY_DISTANCE of the pixel range."""
+    return "identity" in point and point["identity"] < COPY_DISTANCE
+
+
+def no_nearer(point: dict) -> bool:
+    """Translations no nearer the target photos than the unchanged photos are."""
+    return "identity" in point and point["kid"] >= COPY_KID_SHARE * point["photo_kid"]
+
+
 def best_of(history: list[dict]) -> dict | None:
-    healthy = [p for p in history if p["diversity"] >= COLLAPSE_DIVERSITY] or history
+    healthy = [p for p in history if p["diversity"] >= COLLAPSE_DIVERSITY and not copying(p)] or history
     return min(healthy, key=lambda p: p["kid"]) if healthy else None
 
 
@@ -114,6 +173,8 @@ def verdict(history: list[dict]) -> str:
     compared: a fresh generator draws one picture for every latent, and its KID means little."""
     if not history:
         return "The quality figure appears after the first check."
+    if "identity" in history[-1]:
+        return translation_verdict(history)
     last, best = history[-1], best_of(history)
     kid = f"KID ×100 {last['kid']:.2f} (lower is better)"
     if collapsed(history):
@@ -139,3 +200,25 @@ def verdict(history: list[dict]) -> str:
                 "it may still improve.")
     return (f"No longer improving: no better than {best['kid']:.2f} (step {best['step']}) for {since} checks. "
             "More training is unlikely to help; the best checkpoint is kept.")
+
+
+def translation_verdict(history: list[dict]) -> str:
+    """A translator's history in words: copying its input is said plainly, with the figures behind it."""
+    last, best = history[-1], best_of(history)
+    figures = (f"KID ×100 {last['kid']:.2f} against {last['photo_kid']:.2f} for the unchanged photos (lower is "
+               f"better); it changes the photos by {100 * last['identity']:.1f} %")
+    if last["step"] < WARM_UP and (copying(last) or no_nearer(last)):
+        return f"Warming up: {figures}. Early on a translator returns its input nearly unchanged."
+    if copying(last):
+        return (f"⚠ Copying its input: {figures}. The output is the photo, barely changed. If it lasts, lower "
+                "the content weight (lambda_nce).")
+    if no_nearer(last):
+        return (f"Not translating yet: {figures}, but the results are no nearer the target photos than the photos "
+                "themselves. Train longer; if it lasts, lower the content weight (lambda_nce).")
+    since = history[::-1].index(best) if best in history else 0
+    if since == 0:
+        return f"Translating, and improving: {figures}. The best checkpoint is kept."
+    if since < PATIENCE:
+        return f"Translating: {figures}; the best was {best['kid']:.2f} at step {best['step']}."
+    return (f"No longer improving: no better than {best['kid']:.2f} (step {best['step']}) for {since} checks; "
+            "the best checkpoint is kept.")

@@ -131,6 +131,12 @@ class GANModel(nn.Module):
         """Networks inside the generator group (EMA copies are saved as `ema.<name>.*`)."""
         return list(self.directions().values())
 
+    def generator_of(self, group: nn.Module, direction: str | None = None) -> nn.Module:
+        """A direction's generator inside (a copy of) the generator group, e.g. the EMA weights."""
+        if self.generator_networks() == ["G"]:
+            return group
+        return getattr(group, self.directions()[self.direction(direction)])
+
     def train_step(self, batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

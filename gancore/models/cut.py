@@ -57,6 +57,7 @@ class CUTConfig:
     load_size: int = 286
     domain_a: str = ""
     domain_b: str = ""
+    two_way: bool = False            # also zebra -> horse: a second generator, heads and discriminator
 
     def __post_init__(self):
         CycleGANConfig(**self._gan_parts())       # the generator's and the discriminator's own checks
@@ -103,58 +104,84 @@ def patch_nce(q: torch.Tensor, k: torch.Tensor, tau: float) -> torch.Tensor:
     return F.cross_entropy(logits.float(), torch.zeros(b * p, dtype=torch.long, device=q.device))
 
 
+def heads_for(net: ResnetGenerator, cfg: CUTConfig) -> nn.ModuleList:
+    """PatchNCE projection heads (two-layer MLPs), one per compared layer of `net`'s encoder."""
+    return nn.ModuleList(
+        nn.Sequential(nn.Linear(encoder_channels(net.net, i, cfg.image_channels), cfg.mlp_dim), nn.ReLU(),
+                      nn.Linear(cfg.mlp_dim, cfg.mlp_dim))
+        for i in cfg.layers())
+
+
+def encode(net: ResnetGenerator, x: torch.Tensor, layers: tuple[int, ...], full: bool = False):
+    """The generator's features at `layers` (and, with `full`, its output)."""
+    feats, last = [], max(layers)
+    for i, layer in enumerate(net.net):
+        x = layer(x)
+        if i in layers:
+            feats.append(x)
+        if i == last and not full:
+            break
+    return (x, feats) if full else feats
+
+
+def nce_loss(heads: nn.ModuleList, queries: list, keys: list, cfg: CUTConfig) -> torch.Tensor:
+    """PatchNCE averaged over layers; the same random places for the queries and keys of a layer."""
+    total = 0.0
+    for head, q, k in zip(heads, queries, keys):
+        idx = torch.randperm(k.shape[2] * k.shape[3], device=k.device)[: cfg.num_patches]
+        pick = lambda f: F.normalize(head(f.flatten(2).transpose(1, 2)[:, idx]), dim=-1)   # noqa: E731
+        total = total + patch_nce(pick(q), pick(k.detach()).detach(), cfg.nce_temperature)
+    return total / len(heads)
+
+
+def translate_with_nce(net, heads, src: torch.Tensor, tgt: torch.Tensor, cfg: CUTConfig, flip: bool):
+    """One direction's generator phase: (translation, identity output or None, PatchNCE, PatchNCE identity)."""
+    n, layers = src.shape[0], cfg.layers()
+    x = torch.cat([src, tgt]) if cfg.nce_idt else src
+    out, feats_x = encode(net, x.flip(-1) if flip else x, layers, full=True)
+    feats_out = encode(net, out, layers)
+    if flip:       # FastCUT: G saw the mirror image; compare its features, mirrored back, with the photo's
+        out, feats_out = out.flip(-1), [f.flip(-1) for f in feats_out]
+        with torch.no_grad():
+            feats_x = encode(net, x, layers)
+    loss = nce_loss(heads, [f[:n] for f in feats_out], [f[:n] for f in feats_x], cfg)
+    if not cfg.nce_idt:
+        return out, None, loss, None
+    return out[:n], out[n:], loss, nce_loss(heads, [f[n:] for f in feats_out], [f[n:] for f in feats_x], cfg)
+
+
 class CUTGenerator(nn.Module):
-    """G_AB and the PatchNCE heads (F) in one module: one forward covers the generator phase (DDP-friendly)."""
+    """G_AB with its PatchNCE heads F (and, two-way, G_BA with F_BA): one forward covers the generator phase
+    (DDP-friendly)."""
 
     def __init__(self, cfg: CUTConfig):
         super().__init__()
-        self.cfg, self.layers = cfg, cfg.layers()
+        self.cfg = cfg
         self.G_AB = ResnetGenerator(cfg.gan_config())
-        self.F = nn.ModuleList(
-            nn.Sequential(nn.Linear(encoder_channels(self.G_AB.net, i, cfg.image_channels), cfg.mlp_dim),
-                          nn.ReLU(), nn.Linear(cfg.mlp_dim, cfg.mlp_dim))
-            for i in self.layers)
+        self.F = heads_for(self.G_AB, cfg)
+        if cfg.two_way:
+            self.G_BA = ResnetGenerator(cfg.gan_config())
+            self.F_BA = heads_for(self.G_BA, cfg)
 
-    def encode(self, x: torch.Tensor, full: bool = False):
-        """G's encoder features at `layers` (and, with `full`, G's output)."""
-        feats, last = [], max(self.layers)
-        for i, layer in enumerate(self.G_AB.net):
-            x = layer(x)
-            if i in self.layers:
-                feats.append(x)
-            if i == last and not full:
-                break
-        return (x, feats) if full else feats
-
-    def project(self, feats: list[torch.Tensor], ids: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Sampled places of each layer through its head, L2-normalised: (B, P, mlp_dim) per layer."""
-        out = []
-        for f, head, idx in zip(feats, self.F, ids):
-            patches = f.flatten(2).transpose(1, 2)[:, idx]           # (B, P, C)
-            out.append(F.normalize(head(patches), dim=-1))
+    def forward(self, real_A: torch.Tensor, real_B: torch.Tensor, flip: bool = False) -> dict:
+        """Direction -> (translation, identity output or None, PatchNCE loss, PatchNCE identity loss or None)."""
+        out = {"AB": translate_with_nce(self.G_AB, self.F, real_A, real_B, self.cfg, flip)}
+        if self.cfg.two_way:
+            out["BA"] = translate_with_nce(self.G_BA, self.F_BA, real_B, real_A, self.cfg, flip)
         return out
 
-    def nce(self, queries: list[torch.Tensor], keys: list[torch.Tensor]) -> torch.Tensor:
-        """PatchNCE averaged over layers; the same random places for queries and keys of a layer."""
-        ids = [torch.randperm(k.shape[2] * k.shape[3], device=k.device)[: self.cfg.num_patches] for k in keys]
-        q, k = self.project(queries, ids), self.project([f.detach() for f in keys], ids)
-        return sum(patch_nce(a, b.detach(), self.cfg.nce_temperature) for a, b in zip(q, k)) / len(q)
 
-    def forward(self, real_A: torch.Tensor, real_B: torch.Tensor, flip: bool = False):
-        """(fake_B, idt_B or None, PatchNCE loss, PatchNCE identity loss or None)."""
-        n = real_A.shape[0]
-        x = torch.cat([real_A, real_B]) if self.cfg.nce_idt else real_A
-        x = x.flip(-1) if flip else x
-        out, feats_x = self.encode(x, full=True)
-        feats_out = self.encode(out)
-        if flip:       # FastCUT: G saw the mirror image; compare its features, mirrored back, with the photo's
-            out = out.flip(-1)
-            feats_out = [f.flip(-1) for f in feats_out]
-            with torch.no_grad():
-                feats_x = self.encode(torch.cat([real_A, real_B]) if self.cfg.nce_idt else real_A)
-        loss = self.nce([f[:n] for f in feats_out], [f[:n] for f in feats_x])
-        idt_loss = self.nce([f[n:] for f in feats_out], [f[n:] for f in feats_x]) if self.cfg.nce_idt else None
-        return out[:n], (out[n:] if self.cfg.nce_idt else None), loss, idt_loss
+class CUTDiscriminators(nn.Module):
+    """D_B judges zebras (what G_AB makes); two-way, D_A judges horses."""
+
+    def __init__(self, cfg: CUTConfig):
+        super().__init__()
+        self.D_B = PatchDiscriminator(cfg.gan_config())
+        if cfg.two_way:
+            self.D_A = PatchDiscriminator(cfg.gan_config())
+
+    def forward(self, x_B: torch.Tensor, x_A: torch.Tensor | None = None):
+        return self.D_B(x_B), (self.D_A(x_A) if x_A is not None else None)
 
 
 def self_similarity(feats: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -171,33 +198,43 @@ class CUT(GANModel):
     def __init__(self, config: CUTConfig):
         super().__init__(config)
         self.G = CUTGenerator(config)
-        self.D = PatchDiscriminator(config.gan_config())
-        init_dcgan_weights(self.G.G_AB)
-        init_dcgan_weights(self.D)
+        self.D = CUTDiscriminators(config)
+        for net in (self.G.G_AB, getattr(self.G, "G_BA", None), self.D):
+            if net is not None:
+                init_dcgan_weights(net)
         self.augment = Augment(config.augment)
         self._structure = None           # the frozen Lite0, built on first use (never saved or trained)
 
     def networks(self):
-        return {"G_AB": self.G.G_AB, "F": self.G.F, "D_B": self.D}
+        nets = {"G_AB": self.G.G_AB, "F": self.G.F, "D_B": self.D.D_B}
+        if self.config.two_way:
+            nets.update(G_BA=self.G.G_BA, F_BA=self.G.F_BA, D_A=self.D.D_A)
+        return nets
 
     def groups(self):
         return {"G": self.G, "D": self.D}
 
     def generator_networks(self):
-        return ["G_AB", "F"]
+        return ["G_AB", "F"] + (["G_BA", "F_BA"] if self.config.two_way else [])
 
     def directions(self):
-        return {"AB": "G_AB"}
+        return {"AB": "G_AB", "BA": "G_BA"} if self.config.two_way else {"AB": "G_AB"}
 
-    def direction_labels(self):
-        return {"AB": "{} → {}".format(self.config.domain_a or "A", self.config.domain_b or "B")}
+    def inverse(self, direction=None):
+        return {"AB": "BA", "BA": "AB"}[self.direction(direction)] if self.config.two_way else None
 
     def domains(self, direction=None) -> tuple[str, str]:
-        self.direction(direction)
-        return self.config.domain_a or "A", self.config.domain_b or "B"
+        a, b = self.config.domain_a or "A", self.config.domain_b or "B"
+        return (a, b) if self.direction(direction) == "AB" else (b, a)
+
+    def direction_labels(self):
+        return {d: "{} → {}".format(*self.domains(d)) for d in self.directions()}
 
     def discriminator(self, direction=None, side="output"):
-        return self.D
+        """D_B judges what G_AB makes; two-way, D_A what G_BA makes (one-way, D_B judges either side)."""
+        if not self.config.two_way:
+            return self.D.D_B
+        return self.D.D_B if (self.direction(direction) == "AB") == (side == "output") else self.D.D_A
 
     def structure_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """Self-similarity of frozen Lite0 features (two scales): translation keeps the photo's layout."""
@@ -213,45 +250,88 @@ class CUT(GANModel):
             loss = loss + F.l1_loss(self_similarity(b, ids), self_similarity(a, ids))
         return loss / len(f_real)
 
+    def _generator_losses(self, out: dict, real: dict) -> dict:
+        """Adversarial, PatchNCE (and structure) losses of each direction; one-way names carry no suffix."""
+        cfg, losses = self.config, {}
+        preds = self.D(self.augment(out["AB"][0]), self.augment(out["BA"][0]) if "BA" in out else None)
+        for d, pred in zip(("AB", "BA"), preds):
+            if d not in out:
+                continue
+            fake, _, nce, nce_idt = out[d]
+            tag = f"_{d}" if cfg.two_way else ""
+            losses[f"G/adv{tag}"] = lsgan(pred, True) * cfg.lambda_gan
+            losses[f"G/nce{tag}"] = nce * cfg.lambda_nce
+            if nce_idt is not None:
+                losses[f"G/nce_idt{tag}"] = nce_idt * cfg.lambda_nce
+            if cfg.lambda_structure > 0:
+                losses[f"G/structure{tag}"] = self.structure_loss(real[d], fake) * cfg.lambda_structure
+        return losses
+
     def train_step(self, batch, ctx: StepContext):
         real_A, real_B = batch
         cfg = self.config
         G, D = ctx.wrapped["G"], ctx.wrapped["D"]
         flip = cfg.flip_equivariance and bool(torch.rand(()) < 0.5)    # the global RNG: exact resume
+        real = {"AB": real_A, "BA": real_B}          # each direction's input
 
         set_requires_grad(self.D, False)
         with ctx.autocast():
-            fake_B, idt_B, nce, nce_idt = G(real_A, real_B, flip=flip)
-            pred_fake = self.D(self.augment(fake_B))
-        losses = {"G/adv": lsgan(pred_fake, True) * cfg.lambda_gan,
-                  "G/nce": nce * cfg.lambda_nce}
-        if nce_idt is not None:
-            losses["G/nce_idt"] = nce_idt * cfg.lambda_nce
-        if cfg.lambda_structure > 0:
-            losses["G/structure"] = self.structure_loss(real_A, fake_B) * cfg.lambda_structure
+            out = G(real_A, real_B, flip=flip)
+            losses = self._generator_losses(out, real)
         ctx.step("G", sum(losses.values()))
         set_requires_grad(self.D, True)
 
-        n = real_B.shape[0]
+        n = real_A.shape[0]
+        fakes = {d: o[0].detach() for d, o in out.items()}
         with ctx.autocast():
-            pred = D(self.augment(torch.cat([real_B, fake_B.detach()])))
-        losses["D/real"] = lsgan(pred[:n], True) * 0.5
-        losses["D/fake"] = lsgan(pred[n:], False) * 0.5
-        ctx.step("D", losses["D/real"] + losses["D/fake"])
-        with torch.no_grad():     # collapse made visible: how far G moves its input, how sure D is
-            losses["G/identity_distance"] = (fake_B.detach().float() - real_A.float()).abs().mean() / 2
-            losses["D/acc_real"] = (pred[:n].detach().float() > 0.5).float().mean()
-            losses["D/acc_fake"] = (pred[n:].detach().float() < 0.5).float().mean()
+            pred_B, pred_A = D(self.augment(torch.cat([real_B, fakes["AB"]])),
+                               self.augment(torch.cat([real_A, fakes["BA"]])) if "BA" in fakes else None)
+        d_loss = 0.0
+        for d, pred in (("AB", pred_B), ("BA", pred_A)):
+            if pred is None:
+                continue
+            tag = f"_{d}" if cfg.two_way else ""
+            losses[f"D{tag}/real"] = lsgan(pred[:n], True) * 0.5
+            losses[f"D{tag}/fake"] = lsgan(pred[n:], False) * 0.5
+            d_loss = d_loss + losses[f"D{tag}/real"] + losses[f"D{tag}/fake"]
+            with torch.no_grad():     # collapse made visible: how far G moves its input, how sure D is
+                losses[f"G/identity_distance{tag}"] = (fakes[d].float() - real[d].float()).abs().mean() / 2
+                losses[f"D{tag}/acc_real"] = (pred[:n].detach().float() > 0.5).float().mean()
+                losses[f"D{tag}/acc_fake"] = (pred[n:].detach().float() < 0.5).float().mean()
+        ctx.step("D", d_loss)
         return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()
     def preview(self, n, gen_group, batch=None):
-        """Rows: A photos and their translations."""
-        real_A = batch[0][:n]
-        return torch.cat([real_A, gen_group.G_AB(real_A)]), real_A.shape[0]
+        """Rows: A photos and their translations (two-way: then B photos and theirs)."""
+        real_A, real_B = batch[0][:n], batch[1][:n]
+        rows = [real_A, gen_group.G_AB(real_A)]
+        if self.config.two_way:
+            rows += [real_B, gen_group.G_BA(real_B)]
+        return torch.cat(rows), real_A.shape[0]
 
     def export_spec(self, direction=None):
         return CycleGAN.export_spec(self, direction)
 
     def example_inputs(self, spec, calibration_images=None, held_out_images=None, seed=0):
         return CycleGAN.example_inputs(self, spec, calibration_images, held_out_images, seed)
+
+
+def two_way_from(ab: tuple[dict, CUTConfig], ba: tuple[dict, CUTConfig]) -> tuple[dict, CUTConfig]:
+    """One two-way model from two one-way runs: `ab` translates A -> B, `ba` was trained B -> A (its own "A" is
+    this model's B). Takes each run's generator (EMA weights where it has them); heads and discriminators stay
+    behind. Returns (tensors, config)."""
+    (t_ab, cfg_ab), (t_ba, cfg_ba) = ab, ba
+    same = ("image_channels", "base_channels", "res_blocks", "block", "upsample", "image_size")
+    if cfg_ab.two_way or cfg_ba.two_way or any(getattr(cfg_ab, k) != getattr(cfg_ba, k) for k in same):
+        raise ValueError("pairing takes two one-way CUT models with the same generator architecture")
+    if (cfg_ba.domain_a, cfg_ba.domain_b) != (cfg_ab.domain_b, cfg_ab.domain_a):
+        raise ValueError(f"the second model must translate {cfg_ab.domain_b or 'B'} -> {cfg_ab.domain_a or 'A'}")
+
+    def generator(tensors: dict, name: str) -> dict:
+        ema = {k[len("ema.G_AB."):]: v for k, v in tensors.items() if k.startswith("ema.G_AB.")}
+        plain = {k[len("G_AB."):]: v for k, v in tensors.items() if k.startswith("G_AB.")}
+        return {f"{name}.{k}": v for k, v in (ema or plain).items()}
+
+    from dataclasses import replace
+    return {**generator(t_ab, "G_AB"), **generator(t_ba, "G_BA")}, replace(cfg_ab, two_way=True)

@@ -9,12 +9,13 @@ import html
 
 import gradio as gr
 
-from gancore.catalog import batch_size as recipe_batch_size, learning_rate
+from gancore.catalog import batch_size as recipe_batch_size, learning_rate, task_of
 from studio.ui import friendly, png_file
 
 MODELS = [("DCGAN: convolutional, sharp digits in a minute", "dcgan"),
           ("MLP GAN: the original 2014 GAN, fastest", "mlp"),
-          ("CycleGAN: turns photos of one kind into another", "cyclegan")]
+          ("CUT: turns pictures of one kind into another (two sets, e.g. photos and sketches)", "cut"),
+          ("CycleGAN: the same both ways, slower", "cyclegan")]
 DATA = [("MNIST handwritten digits (bundled)", "mnist"), ("My images (upload a .zip)", "upload")]
 ACTIVE = ("running", "stopping")
 
@@ -137,17 +138,17 @@ def build(services):
         return "Nothing is running."
 
     def on_model(model):
-        # CycleGAN learns from two photo sets; the digit set and a second upload make sense only then.
-        cyc = model == "cyclegan"
-        return (gr.Radio(value="upload" if cyc else "mnist", interactive=not cyc),
-                gr.File(visible=True) if cyc else gr.File(),
-                gr.File(visible=cyc),
-                gr.Slider(value=2 if cyc else 64),     # CycleGAN trains on a few large images per step
+        # A translator learns from two picture sets; the digit set makes no sense for it, a second upload does.
+        two = task_of(model) == "translate"
+        return (gr.Radio(value="upload" if two else "mnist", interactive=not two),
+                gr.File(visible=True) if two else gr.File(),
+                gr.File(visible=two),
+                gr.Slider(value=recipe_batch_size(model, "upload" if two else "mnist")),
                 gr.Number(value=learning_rate(model)))
 
     def on_data(data, model):
         # Digits and the user's own pictures have their own measured learning rate and batch size.
-        if model == "cyclegan":
+        if task_of(model) == "translate":
             return gr.File(visible=True), gr.skip(), gr.skip()
         return (gr.File(visible=data == "upload"), gr.Slider(value=recipe_batch_size(model, data)),
                 gr.Number(value=learning_rate(model, data)))
@@ -163,8 +164,8 @@ def build(services):
                             info="Bundled digits work right away; a zip of your own images (jpg/png) also works.")
             upload = gr.File(label="Images (.zip)", file_types=[".zip"], visible=False, type="filepath",
                              elem_id="train-upload")
-            upload_b = gr.File(label="Second image set for CycleGAN (.zip)", file_types=[".zip"], visible=False,
-                               type="filepath")
+            upload_b = gr.File(label="Second image set: what the first should become (.zip)", file_types=[".zip"],
+                               visible=False, type="filepath", elem_id="train-upload-b")
             with gr.Row():
                 unit = gr.Radio(["minutes", "steps"], value="steps", label="Budget in",
                                 info="Stop after a time or after a number of training steps.")

@@ -1,4 +1,5 @@
-"""Translate tab: a CycleGAN turns a photo from one domain into the other (Zhu et al. 2017).
+"""Translate tab: a translator (CUT, Park et al. 2020, or CycleGAN, Zhu et al. 2017) turns a photo from one
+domain into the other.
 
 Input, output and the cycle reconstruction (output translated back) side by side.
 """
@@ -35,11 +36,20 @@ def build(services):
     def refresh(current):
         return choices_update(services.list_checkpoints("translate"), current)
 
+    @friendly
+    def directions_of(path, current):
+        """The chosen model's own directions (a one-way model offers one); the current one if it still fits."""
+        if not path:
+            return gr.skip()
+        choices = services.translation_directions(path)
+        values = [d for _, d in choices]
+        return gr.update(choices=choices, value=current if current in values else values[0])
+
     # ---- layout ------------------------------------------------------------------------------------
     pairs = []   # filled on page load, so starting the app does not wait for torch
     with gr.Row():
         ckpt = gr.Dropdown(pairs, value=None, allow_custom_value=True, label="Translation model",
-                           info="A CycleGAN; the shipped one turns horses into zebras and back.",
+                           info="A CUT or CycleGAN translator; the shipped one turns horses into zebras and back.",
                            elem_id="translate-model", scale=2)
         direction = gr.Radio(DIRECTIONS, value="AB", label="Direction",
                              info="Which way to translate.", elem_id="translate-direction", scale=2)
@@ -65,6 +75,8 @@ def build(services):
     translate_live.build(services, ckpt, direction)          # webcam and video clips
 
     # ---- wiring ------------------------------------------------------------------------------------
+    ckpt.change(directions_of, [ckpt, direction], [direction], api_name="translate_directions",
+                api_visibility="undocumented")
     go.click(run, [ckpt, image, direction, cycle, strength], [output, recon, note], api_name="translate",
              concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
     strength.release(auto, [ckpt, image, direction, cycle, strength], [output, recon, note],
