@@ -243,10 +243,12 @@ def translation_metrics(model, data_a, data_b, device="cpu", scale="model") -> d
     skipped: list[str] = []
     a, b = _read_folder(data_a, skipped), _read_folder(data_b, skipped)
     ext = InceptionFeatures(device)
-    ab = [translate(model, im, "AB", scale=scale)["output"] for im in a]
-    ba = [translate(model, im, "BA", scale=scale)["output"] for im in b]
-    return {"A_to_B": image_set_metrics(ab, b, ext), "B_to_A": image_set_metrics(ba, a, ext),
-            "skipped_files": skipped}
+    out = {}
+    for d, (source, target) in {"AB": (a, b), "BA": (b, a)}.items():
+        if d in model.directions():                 # a one-way model is judged one way
+            fakes = [translate(model, im, d, scale=scale)["output"] for im in source]
+            out[f"{d[0]}_to_{d[1]}"] = image_set_metrics(fakes, target, ext)
+    return {**out, "skipped_files": skipped}
 
 
 def evaluate(checkpoint, n: int = 10000, data_a=None, data_b=None, device: str = "auto") -> dict:

@@ -51,6 +51,8 @@ class CUTConfig:
     nce_temperature: float = 0.07
     mlp_dim: int = 256               # the projection head's width
     lambda_structure: float = 0.0    # self-similarity on frozen Lite0 features (F-LSeSim-like); 0 = off
+    lambda_projected: float = 0.0    # a second D on frozen Lite0 features (Projected GAN heads); 0 = off
+    projected_warmup: int = 500      # steps before the projected D's verdict reaches G
     augment: str = "color,translation,cutout"   # DiffAugment on both of D's inputs ("" = none)
     image_size: int = 256            # translation resizes photos to about this scale
     crop_size: int = 128             # training crops of `load_size` loads (0: image_size)
@@ -171,17 +173,56 @@ class CUTGenerator(nn.Module):
         return out
 
 
+class ProjectedPatchD(nn.Module):
+    """A patch discriminator on a frozen ImageNet EfficientNet-Lite0 (Projected GAN, Sauer et al. 2021): at
+    1/2, 1/4, 1/8 and 1/16 of the picture a small spectral-norm head turns features into a map of logits.
+    ImageNet features already know a zebra's coat, so D learns what the target looks like in few steps. The
+    frozen trunk is not a registered submodule: not trained, not saved (it comes from its wheel)."""
+    TAPS = (0, 2, 4, 7)
+    CHANNELS = (16, 24, 40, 80)
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        self.heads = nn.ModuleList(
+            nn.Sequential(sn(nn.Conv2d(c, width, 1)), nn.LeakyReLU(0.2, True), sn(nn.Conv2d(width, width, 3, 1, 1)),
+                          nn.LeakyReLU(0.2, True), sn(nn.Conv2d(width, 1, 1)))
+            for c in self.CHANNELS)
+        object.__setattr__(self, "trunk", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.trunk is None:
+            from gancore.analysis.features import Lite0Taps
+            object.__setattr__(self, "trunk", Lite0Taps(self.TAPS))
+        if self.trunk.stem[0].weight.device != x.device:     # not a submodule, so model.to() does not move it
+            self.trunk.to(x.device)
+        return torch.cat([h(f).flatten(1) for h, f in zip(self.heads, self.trunk(x))], dim=1)
+
+
 class CUTDiscriminators(nn.Module):
-    """D_B judges zebras (what G_AB makes); two-way, D_A judges horses."""
+    """D_B judges zebras (what G_AB makes); two-way, D_A judges horses. With `lambda_projected`, P_B (and P_A)
+    judge the same pictures through frozen ImageNet features."""
 
     def __init__(self, cfg: CUTConfig):
         super().__init__()
         self.D_B = PatchDiscriminator(cfg.gan_config())
         if cfg.two_way:
             self.D_A = PatchDiscriminator(cfg.gan_config())
+        if cfg.lambda_projected > 0:
+            self.P_B = ProjectedPatchD(cfg.d_base_channels * 2)
+            if cfg.two_way:
+                self.P_A = ProjectedPatchD(cfg.d_base_channels * 2)
 
-    def forward(self, x_B: torch.Tensor, x_A: torch.Tensor | None = None):
-        return self.D_B(x_B), (self.D_A(x_A) if x_A is not None else None)
+    def forward(self, x_B: torch.Tensor, x_A: torch.Tensor | None = None) -> dict:
+        """Network name -> logits, for the pictures of each domain given."""
+        out = {"D_B": self.D_B(x_B)}
+        if hasattr(self, "P_B"):
+            out["P_B"] = self.P_B(x_B)
+        if x_A is not None:
+            out["D_A"] = self.D_A(x_A)
+            if hasattr(self, "P_A"):
+                out["P_A"] = self.P_A(x_A)
+        return out
 
 
 def self_similarity(feats: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -204,11 +245,13 @@ class CUT(GANModel):
                 init_dcgan_weights(net)
         self.augment = Augment(config.augment)
         self._structure = None           # the frozen Lite0, built on first use (never saved or trained)
+        self.steps_done = 0              # for the projected D's warm-up; saved with the run
 
     def networks(self):
         nets = {"G_AB": self.G.G_AB, "F": self.G.F, "D_B": self.D.D_B}
         if self.config.two_way:
             nets.update(G_BA=self.G.G_BA, F_BA=self.G.F_BA, D_A=self.D.D_A)
+        nets.update({name: getattr(self.D, name) for name in ("P_B", "P_A") if hasattr(self.D, name)})
         return nets
 
     def groups(self):
@@ -250,21 +293,38 @@ class CUT(GANModel):
             loss = loss + F.l1_loss(self_similarity(b, ids), self_similarity(a, ids))
         return loss / len(f_real)
 
+    JUDGES = {"AB": ("D_B", "P_B"), "BA": ("D_A", "P_A")}     # a direction's output: its pixel and feature Ds
+
     def _generator_losses(self, out: dict, real: dict) -> dict:
         """Adversarial, PatchNCE (and structure) losses of each direction; one-way names carry no suffix."""
         cfg, losses = self.config, {}
         preds = self.D(self.augment(out["AB"][0]), self.augment(out["BA"][0]) if "BA" in out else None)
-        for d, pred in zip(("AB", "BA"), preds):
-            if d not in out:
-                continue
-            fake, _, nce, nce_idt = out[d]
+        for d, (fake, _, nce, nce_idt) in out.items():
             tag = f"_{d}" if cfg.two_way else ""
-            losses[f"G/adv{tag}"] = lsgan(pred, True) * cfg.lambda_gan
+            pixel, feature = self.JUDGES[d]
+            losses[f"G/adv{tag}"] = lsgan(preds[pixel], True) * cfg.lambda_gan
+            if feature in preds and self.steps_done >= cfg.projected_warmup:
+                losses[f"G/adv_projected{tag}"] = lsgan(preds[feature], True) * cfg.lambda_projected
             losses[f"G/nce{tag}"] = nce * cfg.lambda_nce
             if nce_idt is not None:
                 losses[f"G/nce_idt{tag}"] = nce_idt * cfg.lambda_nce
             if cfg.lambda_structure > 0:
                 losses[f"G/structure{tag}"] = self.structure_loss(real[d], fake) * cfg.lambda_structure
+        return losses
+
+    def _discriminator_losses(self, preds: dict, n: int, real: dict, fakes: dict) -> dict:
+        """LSGAN losses of every discriminator on [real; fake] batches, and how sure each pixel D is."""
+        losses, tag = {}, (lambda d: f"_{d}" if self.config.two_way else "")
+        for name, pred in preds.items():
+            d = "AB" if name.endswith("B") else "BA"
+            prefix = ("D" if name.startswith("D") else "P") + tag(d)
+            losses[f"{prefix}/real"] = lsgan(pred[:n], True) * 0.5
+            losses[f"{prefix}/fake"] = lsgan(pred[n:], False) * 0.5
+            if name.startswith("D"):
+                with torch.no_grad():     # collapse made visible: how far G moves its input, how sure D is
+                    losses[f"G/identity_distance{tag(d)}"] = (fakes[d].float() - real[d].float()).abs().mean() / 2
+                    losses[f"{prefix}/acc_real"] = (pred[:n].detach().float() > 0.5).float().mean()
+                    losses[f"{prefix}/acc_fake"] = (pred[n:].detach().float() < 0.5).float().mean()
         return losses
 
     def train_step(self, batch, ctx: StepContext):
@@ -281,25 +341,21 @@ class CUT(GANModel):
         ctx.step("G", sum(losses.values()))
         set_requires_grad(self.D, True)
 
-        n = real_A.shape[0]
         fakes = {d: o[0].detach() for d, o in out.items()}
         with ctx.autocast():
-            pred_B, pred_A = D(self.augment(torch.cat([real_B, fakes["AB"]])),
-                               self.augment(torch.cat([real_A, fakes["BA"]])) if "BA" in fakes else None)
-        d_loss = 0.0
-        for d, pred in (("AB", pred_B), ("BA", pred_A)):
-            if pred is None:
-                continue
-            tag = f"_{d}" if cfg.two_way else ""
-            losses[f"D{tag}/real"] = lsgan(pred[:n], True) * 0.5
-            losses[f"D{tag}/fake"] = lsgan(pred[n:], False) * 0.5
-            d_loss = d_loss + losses[f"D{tag}/real"] + losses[f"D{tag}/fake"]
-            with torch.no_grad():     # collapse made visible: how far G moves its input, how sure D is
-                losses[f"G/identity_distance{tag}"] = (fakes[d].float() - real[d].float()).abs().mean() / 2
-                losses[f"D{tag}/acc_real"] = (pred[:n].detach().float() > 0.5).float().mean()
-                losses[f"D{tag}/acc_fake"] = (pred[n:].detach().float() < 0.5).float().mean()
-        ctx.step("D", d_loss)
-        return {k: v.detach() for k, v in losses.items()}
+            preds = D(self.augment(torch.cat([real_B, fakes["AB"]])),
+                      self.augment(torch.cat([real_A, fakes["BA"]])) if "BA" in fakes else None)
+        d_losses = self._discriminator_losses(preds, real_A.shape[0], real, fakes)
+        ctx.step("D", sum(v for k, v in d_losses.items() if k.endswith(("/real", "/fake"))))
+        self.steps_done += 1
+        return {k: v.detach() for k, v in {**losses, **d_losses}.items()}
+
+    def extra_tensors(self):
+        return {"extra.steps_done": torch.tensor([self.steps_done], dtype=torch.int64)}
+
+    def load_extra_tensors(self, tensors):
+        t = tensors.get("extra.steps_done")
+        self.steps_done = int(t[0]) if t is not None else 0
 
     @torch.no_grad()
     def preview(self, n, gen_group, batch=None):
