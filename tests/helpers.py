@@ -67,3 +67,18 @@ def emoji_zip(path, n: int = 320) -> Path:
             for f in sorted(folder.iterdir()):
                 zf.write(f, f"icons/{f.name}")
     return path
+
+
+def photo_zip(path, split: str, size: int = 64) -> Path:
+    """horse2zebra photos of one test folder (testA horses, testB zebras) at `size` px, zipped as a designer
+    would upload them."""
+    import io
+    import zipfile
+    from PIL import Image
+    src = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "horse2zebra" / split
+    with zipfile.ZipFile(path, "w") as zf:
+        for f in sorted(src.glob("*.jpg")):
+            buf = io.BytesIO()
+            Image.open(f).convert("RGB").resize((size, size), Image.BICUBIC).save(buf, "JPEG", quality=90)
+            zf.writestr(f"{split}/{f.name}", buf.getvalue())
+    return Path(path)

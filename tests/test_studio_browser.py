@@ -164,3 +164,23 @@ def test_phone_width(browser, studio):
     assert pg.evaluate("document.documentElement.scrollWidth") <= 390 + 1
     shot(pg, "phone", full=False)
     context.close()
+
+
+def test_two_picture_sets_train_a_translator_with_its_curve(page, studio, tmp_path):
+    """A designer's own pair of sets (here 64-px horse and zebra photos): CUT trains for a minute, the samples
+    show the translations, and the curve says how far it got in words."""
+    from helpers import photo_zip
+    page.get_by_role("radio", name="CUT").check()
+    page.locator("#train-upload input[type=file]").set_input_files(str(photo_zip(tmp_path / "horses.zip", "testA")))
+    page.locator("#train-upload-b input[type=file]").set_input_files(str(photo_zip(tmp_path / "zebras.zip", "testB")))
+    page.get_by_role("radio", name="minutes").check()
+    page.locator("#train-budget input").fill("1")
+    page.locator("#train-start").click()
+    page.locator("#train-note").get_by_text("Started").wait_for()
+    first = wait_src_change(page, "#train-grid", None, timeout_s=120)
+    page.locator('#train-progress [data-status="finished"]').wait_for(timeout=240_000)
+    wait_src_change(page, "#train-grid", first, timeout_s=30)
+    verdict = page.locator("#train-verdict .gs-verdict")
+    verdict.wait_for()
+    assert "KID" in verdict.inner_text() and "changes the photos by" in verdict.inner_text()
+    shot(page, "train_translator")
