@@ -51,15 +51,20 @@ RECIPES = {
 }
 
 
-def train_command(name: str, out: Path, minutes: float, data: Path, seed: int) -> list[str]:
+def train_command(name: str, out: Path, minutes: float, data: Path, seed: int,
+                  way: tuple[str, str, str, str] = ("trainA", "trainB", "horse", "zebra")) -> list[str]:
+    """The `gancore train` command of a recipe: a new run, or the resume of `out`'s file. `way`: the source
+    and target training folders and the domains' names."""
     model, settings = RECIPES[name]
+    src, dst, name_a, name_b = way
     last = out / "last.safetensors"
     cmd = [sys.executable, "-m", "gancore", "train", "--cpu-minutes", str(minutes), "--quiet"]
     if last.exists():
         return cmd + ["--resume", str(last)]
-    cmd += ["--model", model, "--data", str(data / "trainA"), "--data-b", str(data / "trainB"),
+    cmd += ["--model", model, "--data", str(data / src), "--data-b", str(data / dst),
             "--out-dir", str(out), "--seed", str(seed), "--batch-size", "1", "--lr-decay-start", "1.0",
-            "--sample-every-steps", "0", "--quality", "false", "--set", "domain_a=horse", "--set", "domain_b=zebra"]
+            "--sample-every-steps", "0", "--quality", "false", "--set", f"domain_a={name_a}",
+            "--set", f"domain_b={name_b}"]
     for k, v in settings.items():
         cmd += ["--set", f"{k}={v}"]
     return cmd
@@ -82,13 +87,14 @@ def train_all(names: list[str], minutes: float, out: Path, data: Path, seed: int
                 print(f"[{time.strftime('%H:%M:%S')}] {name} done (exit {proc.returncode})", flush=True)
 
 
-def judge(checkpoint: Path, data: Path, extractor, real_features) -> tuple[dict, np.ndarray]:
-    """Inception FID / KID x100 of the translated test horses against the test zebras, and the panel."""
+def judge(checkpoint: Path, data: Path, extractor, real_features, source: str = "testA") -> tuple[dict, np.ndarray]:
+    """Inception FID / KID x100 of the model's first direction on the `source` test photos (the horses)
+    against `real_features` (the test zebras'), and the panel."""
     from gancore.analysis.evaluation import _kid, _read_folder, frechet_distance
     from gancore.imaging import grid
     from gancore.inference import load_model, translate
     model = load_model(checkpoint)
-    horses = _read_folder(data / "testA")
+    horses = _read_folder(data / source)
     t0 = time.perf_counter()
     fakes = [translate(model, im, "AB")["output"] for im in horses]
     ms = (time.perf_counter() - t0) * 1000 / len(horses)

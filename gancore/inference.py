@@ -164,6 +164,9 @@ def translate(model, image, direction: str = "AB", cycle: bool = False, scale: s
     """Translate one photo with a translation model (see `translate_with`)."""
     if model.task != "translate":
         raise Unsupported(f"{model.model_type} is not a translation model")
+    if direction and direction not in model.directions() and direction not in model.directions().values():
+        ways = " and ".join(model.direction_labels().values())
+        raise Unsupported(f"this model translates {ways} only; choose a model that goes the other way")
     device = next(model.parameters()).device
     fwd = model.generator(direction)
     inverse = model.inverse(direction) if cycle else None      # a one-way model has no round trip

@@ -96,9 +96,12 @@ class CheckpointLibrary:
                 for d, label in model.direction_labels().items()]
 
     def translation_directions(self, path: str | os.PathLike) -> list[tuple[str, str]]:
-        """(label, direction) for each way a translation model goes, e.g. [("Horse → zebra", "AB")]."""
+        """(label, direction) for both ways, in the model's own words: [("Horse → zebra", "AB"), ("Zebra → horse",
+        "BA")]; a way a one-way model does not go says so."""
         labels = self.load(path).direction_labels()
-        return [(label[:1].upper() + label[1:], d) for d, label in labels.items()]
+        ab = labels.get("AB", "A → B")
+        ba = labels.get("BA") or " → ".join(reversed(ab.split(" → "))) + " (not in this model)"
+        return [(text[:1].upper() + text[1:], d) for d, text in (("AB", ab), ("BA", ba))]
 
     def load(self, path: str | os.PathLike):
         """The model a checkpoint holds (eval mode, cached by the engine)."""

@@ -50,8 +50,8 @@ def test_one_way_fastcut_translates_any_size_without_a_round_trip(tmp_path, h2z)
     photo = np.asarray(Image.open(h2z / "testA" / sorted(p.name for p in (h2z / "testA").iterdir())[0]))[:70, :50]
     out = translate(model, photo, "AB", cycle=True)
     assert out["output"].shape == photo.shape and out["reconstruction"] is None
-    from gancore.errors import BadInput
-    with pytest.raises(BadInput, match="no direction 'BA'"):
+    from gancore.errors import Unsupported
+    with pytest.raises(Unsupported, match="translates horse → zebra only"):
         translate(model, photo, "BA")
 
 

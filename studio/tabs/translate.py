@@ -38,12 +38,10 @@ def build(services):
 
     @friendly
     def directions_of(path, current):
-        """The chosen model's own directions (a one-way model offers one); the current one if it still fits."""
+        """The chosen model's own words for its directions (a one-way model says which way it does not go)."""
         if not path:
             return gr.skip()
-        choices = services.translation_directions(path)
-        values = [d for _, d in choices]
-        return gr.update(choices=choices, value=current if current in values else values[0])
+        return gr.update(choices=services.translation_directions(path), value=current or "AB")
 
     # ---- layout ------------------------------------------------------------------------------------
     pairs = []   # filled on page load, so starting the app does not wait for torch

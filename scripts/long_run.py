@@ -1,0 +1,120 @@
+"""The long translation run: trains in the background on one thread, pauses with a saved file, resumes later.
+
+    python scripts/long_run.py h2z --from runs/translate_recipes/cut/last.safetensors   # first time
+    python scripts/long_run.py h2z [--cpu-minutes 60]                                   # every time after
+    python scripts/long_run.py z2h --recipe cut                                          # the other way
+
+The run's resumable file lives in experiments/<name>/last.safetensors (one file, overwritten at each pause)
+beside its best checkpoint by the held-out curve (best.safetensors) and its log (log.md). It trains until
+SIGTERM / Ctrl-C or `--cpu-minutes` more CPU-minutes, then saves, judges the best checkpoint on the test
+split (Inception FID and KID x100 against the other domain's test photos: the CUT paper's protocol; the run
+never sees these photos) and appends a line with the CPU-hours so far and those figures to the log. When
+the held-out curve says "No longer improving", the direction is done.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "datasets" / "horse2zebra"
+WAYS = {"h2z": ("trainA", "trainB", "testA", "testB", "horse", "zebra"),
+        "z2h": ("trainB", "trainA", "testB", "testA", "zebra", "horse")}
+# Long-run schedule: constant rate; the decay to 0 comes with a bound set for the last stretch.
+CURVE = ["--quality", "true", "--checkpoint-every-seconds", "60"]
+
+
+def train(args, work: Path) -> int:
+    last = work / "last.safetensors"
+    cmd = [sys.executable, "-m", "gancore", "train", "--cpu-minutes", str(args.total_minutes)] + CURVE
+    if not last.exists() and args.start_from:
+        shutil.copyfile(args.start_from, last)
+    if last.exists():
+        cmd += ["--resume", str(last)]
+    elif args.recipe:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from translate_recipes import train_command
+        src, dst, _, _, name_a, name_b = WAYS[args.way]
+        fresh = train_command(args.recipe, work, args.total_minutes, DATA, 0, (src, dst, name_a, name_b))
+        cmd = fresh[:fresh.index("--quiet")] + fresh[fresh.index("--quiet") + 1:]
+        cmd = [c for c in cmd if c not in ("--quality", "false")] + CURVE
+    else:
+        raise SystemExit(f"{last} does not exist: give --from CHECKPOINT or --recipe NAME to start")
+    if args.decay_from is not None:
+        cmd += ["--lr-decay-start", str(args.decay_from)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with open(work / "train.log", "a") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGTERM)
+            return proc.wait()
+
+
+def judge(work: Path, way: str) -> dict:
+    from gancore import checkpoint as ckpt
+    from gancore.analysis.evaluation import InceptionFeatures, _read_folder
+    sys.path.insert(0, str(ROOT / "bench"))
+    from translate_recipes import judge as judge_photos
+    _, _, test_src, test_dst, *_ = WAYS[way]
+    state = json.loads(ckpt.read_header(work / "last.safetensors")["train_state"])
+    best = work / "best.safetensors"
+    figures, panel = {}, None
+    if best.exists():
+        ext = InceptionFeatures()
+        figures, panel = judge_photos(best, DATA, ext, ext(_read_folder(DATA / test_dst)), test_src)
+        best_step = json.loads(ckpt.read_header(best)["train_state"])["step"]
+        figures["best_step"] = best_step
+    history = state.get("quality") or []
+    from gancore.analysis.quality import verdict
+    row = {"date": time.strftime("%Y-%m-%d %H:%M"), "step": state["step"],
+           "cpu_hours": round((state.get("cpu_s") or 0) / 3600, 2), **figures,
+           "held_out_kid": history[-1]["kid"] if history else None, "curve": verdict(history)}
+    if panel is not None:
+        from PIL import Image
+        Image.fromarray(panel).save(work / "panel.png")
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("way", choices=sorted(WAYS))
+    ap.add_argument("--from", dest="start_from", help="a recipe bench run's last.safetensors to continue")
+    ap.add_argument("--recipe", help="start a new run with this recipe of bench/translate_recipes.py")
+    ap.add_argument("--cpu-minutes", type=float, default=60, help="CPU-minutes to train this time")
+    ap.add_argument("--decay-from", type=float, help="lr decay start as a share of the whole run's bound")
+    ap.add_argument("--judge-only", action="store_true")
+    args = ap.parse_args()
+    work = ROOT / "experiments" / args.way
+    work.mkdir(parents=True, exist_ok=True)
+    if not args.judge_only:
+        last = work / "last.safetensors"
+        done_s = 0.0
+        if last.exists():
+            from gancore import checkpoint as ckpt
+            done_s = json.loads(ckpt.read_header(last)["train_state"]).get("cpu_s") or 0.0
+        elif args.start_from:
+            from gancore import checkpoint as ckpt
+            done_s = json.loads(ckpt.read_header(args.start_from)["train_state"]).get("cpu_s") or 0.0
+        args.total_minutes = round(done_s / 60 + args.cpu_minutes, 1)
+        print(f"training {args.way} to {args.total_minutes} CPU-minutes in all", flush=True)
+        train(args, work)
+    row = judge(work, args.way)
+    with open(work / "log.md", "a") as fh:
+        fh.write(f"- {row['date']}: step {row['step']}, {row['cpu_hours']} CPU-hours; best checkpoint "
+                 f"(step {row.get('best_step')}): test FID {row.get('fid')}, KID x100 {row.get('kid_x100')}; "
+                 f"held-out curve: {row['curve']}\n")
+    print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
