@@ -50,6 +50,9 @@ def test_one_way_fastcut_translates_any_size_without_a_round_trip(tmp_path, h2z)
     photo = np.asarray(Image.open(h2z / "testA" / sorted(p.name for p in (h2z / "testA").iterdir())[0]))[:70, :50]
     out = translate(model, photo, "AB", cycle=True)
     assert out["output"].shape == photo.shape and out["reconstruction"] is None
+    from gancore.deploy.export import export_onnx
+    report = export_onnx(path, tmp_path / "fast.onnx", int8=True, latency_repeats=0, psnr_min_db=0)
+    assert report["parity_max_abs_diff"] <= 1e-4 and report["int8_psnr_db"] > 10
     from gancore.errors import Unsupported
     with pytest.raises(Unsupported, match="translates horse → zebra only"):
         translate(model, photo, "BA")

@@ -27,7 +27,7 @@ def save_tiny(name: str, path) -> str:
 
 
 def _model_types():
-    names = ["mlp", "dcgan", "cyclegan"]
+    names = ["mlp", "dcgan", "cyclegan", "cut"]
     return names + (["maskrec"] if "maskrec" in registry.list_models() else [])
 
 
@@ -55,7 +55,7 @@ def test_export_parity_and_contract(name, tmp_path):
     cfg = tiny_config(name)
     if name in ("mlp", "dcgan"):
         x = torch.randn(3, cfg.latent_dim)
-    elif name == "cyclegan":
+    elif name in ("cyclegan", "cut"):
         x = torch.rand(3, 3, 20, 28) * 2 - 1            # another size, multiple of 4: dynamic height/width
         assert gen.contract["input"]["size_multiple"] == 4
     else:

@@ -162,8 +162,11 @@ def is_best(history: list[dict]) -> bool:
 
 
 def collapsed(history: list[dict]) -> bool:
-    """The last two checks, past the first WARM_UP steps, both found the samples alike. (Every run starts
-    alike: a fresh generator draws nearly the same picture for every latent.)"""
+    """The last two checks, past the first WARM_UP steps, both found the samples alike (every run starts
+    alike: a fresh generator draws nearly the same picture for every latent), or a translator copying its
+    input."""
+    if history and "identity" in history[-1]:
+        return history[-1]["step"] >= WARM_UP and copying(history[-1])
     recent = history[-2:]
     return len(recent) == 2 and all(p["step"] >= WARM_UP and p["diversity"] < COLLAPSE_DIVERSITY for p in recent)
 

@@ -72,8 +72,13 @@ def quality_plot(st: dict):
     if not st["quality"]:
         return gr.LinePlot(value=None)
     import pandas as pd
-    df = pd.DataFrame([{"step": p["step"], "value": p["kid"]} for p in st["quality"]])
-    return gr.LinePlot(value=df)
+    rows = []
+    for p in st["quality"]:
+        rows.append({"step": p["step"], "value": p["kid"], "series": "KID ×100"})
+        if "identity" in p:          # a translator: what copying would score, and how much it changes
+            rows.append({"step": p["step"], "value": p["photo_kid"], "series": "KID ×100 of the photos unchanged"})
+            rows.append({"step": p["step"], "value": 100 * p["identity"], "series": "change, % of the pixel range"})
+    return gr.LinePlot(value=pd.DataFrame(rows))
 
 
 def verdict_html(st: dict) -> str:
@@ -199,7 +204,8 @@ def build(services):
             with gr.Row(equal_height=True):
                 plot = gr.LinePlot(None, x="step", y="value", color="loss", label="Losses", show_label=True,
                                    height=300, y_title="loss", x_title="training step", elem_id="train-losses")
-                qplot = gr.LinePlot(None, x="step", y="value", show_label=True, height=300, x_title="training step",
+                qplot = gr.LinePlot(None, x="step", y="value", color="series", show_label=True, height=300,
+                                    x_title="training step",
                                     y_title="KID ×100 (lower is better)", elem_id="train-quality",
                                     label="Quality: KID ×100 vs held-out")
     timer = gr.Timer(1.0, active=False)
