@@ -359,7 +359,8 @@ class Trainer:
         meter = None
         if rank == 0:
             from gancore.analysis.quality import meter_for
-            meter = meter_for(cfg, model, dataset)
+            with torch.random.fork_rng(devices=[]):     # building the judge (once per process) draws no training RNG
+                meter = meter_for(cfg, model, dataset)
         st = self.state
         st.next_quality = st.step + (cfg.quality_every_steps or 10)
         st.t_start = st.last_save_t = time.perf_counter()
