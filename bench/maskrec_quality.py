@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gancore.analysis import masking
 from gancore import registry
+from gancore.analysis import masking
 from gancore.data import load_mnist
 from gancore.inference import load_model
 
@@ -91,6 +91,7 @@ def probe_table(model, random_model, train_x, train_y, test_x, test_y, draws: in
 @torch.no_grad()
 def sample_grid(model, x: torch.Tensor, path: str, n: int = 10) -> None:
     from PIL import Image
+
     from gancore.training import make_grid
     x = x[:n]
     rows = [x]

@@ -282,7 +282,7 @@ class CUT(GANModel):
     def structure_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """Self-similarity of frozen Lite0 features (two scales): translation keeps the photo's layout."""
         if self._structure is None:
-            from gancore.analysis.features import Lite0Taps
+            from gancore.features import Lite0Taps
             self._structure = Lite0Taps(taps=(1, 2)).to(real.device)
         with torch.no_grad():
             f_real = self._structure(real)
