@@ -1,7 +1,7 @@
 """DCGAN (Radford, Metz, Chintala 2016): transposed-convolution generator with BatchNorm and ReLU,
 strided-convolution discriminator with LeakyReLU, weights initialised N(0, 0.02).
 
-Image sizes 28, 32 or 64 and 1 or 3 channels. The seed's 3-channel generator
+Image sizes 28, 32 or 64 and 1 or 3 channels. The classic 3-channel generator
 (latent -> 512 -> 256 -> 128 -> 3) is
 `DCGANConfig(image_size=32, image_channels=3, base_channels=128, g_extra_convs=0)`. The defaults add one
 3x3 convolution per generator resolution and a spectral-norm discriminator with minibatch std: the recipe

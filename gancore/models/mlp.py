@@ -1,4 +1,4 @@
-"""The classic fully connected GAN (Goodfellow et al. 2014), in the seed's exact architecture.
+"""The classic fully connected GAN (Goodfellow et al. 2014), in its classic architecture.
 
 G: latent 100 -> 256 -> 512 -> 784, LeakyReLU 0.2, Tanh.  D: 784 -> 512 -> 256 -> 1 with Dropout 0.3.
 """
