@@ -16,6 +16,7 @@ from gancore.data import load_mnist, to_tensor
 from gancore.errors import BadInput
 from gancore.imaging import overlay
 from gancore.inference import load_model
+from gancore.masks import hidden_share, mask_from_array, mask_image, patch_mask, pixel_mask
 from gancore.models.base import StepContext
 from gancore.models.maskrec import MaskRecConfig, generator_input
 
@@ -60,24 +61,24 @@ def digits():
 
 @pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
 def test_pixel_mask_share_equals_ratio_inside_each_image(ratio):
-    m = masking.pixel_mask(5, 28, 28, ratio, generator=torch.Generator().manual_seed(0))
+    m = pixel_mask(5, 28, 28, ratio, generator=torch.Generator().manual_seed(0))
     assert m.shape == (5, 1, 28, 28)
-    assert torch.allclose(masking.hidden_share(m), torch.full((5,), ratio))
+    assert torch.allclose(hidden_share(m), torch.full((5,), ratio))
     assert not torch.equal(m[0], m[1])   # each image draws its own pixels
 
 
 @pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
 def test_patch_mask_share_equals_ratio_and_is_patchy(ratio):
-    m = masking.patch_mask(4, 32, 32, ratio, patch_size=4, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(masking.hidden_share(m), torch.full((4,), ratio))
+    m = patch_mask(4, 32, 32, ratio, patch_size=4, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(hidden_share(m), torch.full((4,), ratio))
     blocks = m.view(4, 1, 8, 4, 8, 4)          # every 4x4 cell is all hidden or all visible
     assert torch.equal(blocks.amax((3, 5)), blocks.amin((3, 5)))
 
 
 def test_mask_image_masks_pixels_not_whole_images(digits):
     x, _ = digits
-    m = masking.pixel_mask(len(x), 28, 28, 0.5, generator=torch.Generator().manual_seed(2))
-    y = masking.mask_image(x, m, fill=0.0)
+    m = pixel_mask(len(x), 28, 28, 0.5, generator=torch.Generator().manual_seed(2))
+    y = mask_image(x, m, fill=0.0)
     for i in range(len(x)):
         visible = m[i, 0] == 0
         assert torch.equal(y[i, 0][visible], x[i, 0][visible])          # visible pixels untouched
@@ -90,7 +91,7 @@ def test_user_mask_and_fills_keep_visible_pixels(digits):
     x, _ = digits
     painted = np.zeros((56, 56, 4), np.uint8)
     painted[10:30, 10:30, 3] = 255
-    m = masking.mask_from_array(painted, 28, 28)
+    m = mask_from_array(painted, 28, 28)
     assert m.shape == (1, 1, 28, 28) and float(m.mean()) == pytest.approx(100 / 784)
     mm = m.expand(len(x), -1, -1, -1)
     for fill in (masking.mean_fill, masking.blur_fill, masking.diffusion_fill):
@@ -110,7 +111,7 @@ def test_maskrec_generator_contract_and_train_step():
     model = registry.build("maskrec", TINY)
     assert model.task == "inpaint" and set(model.networks()) == {"G", "D"} and set(model.groups()) == {"G", "D"}
     x = torch.rand(6, 1, 16, 16) * 2 - 1
-    mask = masking.patch_mask(6, 16, 16, 0.5, 4)
+    mask = patch_mask(6, 16, 16, 0.5, 4)
     out = model.G(generator_input(x, mask))
     assert generator_input(x, mask).shape == (6, 2, 16, 16) and out.shape == (6, 1, 16, 16)
     assert out.abs().max() <= 1
@@ -138,7 +139,7 @@ def test_maskrec_masks_come_from_the_global_rng():
 
 def test_shipped_maskrec_beats_diffusion_fill(maskrec_model, digits):
     x, _ = digits
-    m = masking.patch_mask(len(x), 28, 28, 0.5, 4, generator=torch.Generator().manual_seed(3))
+    m = patch_mask(len(x), 28, 28, 0.5, 4, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         rec = maskrec_model.inpaint(x, m)
     assert masking.psnr(rec, x, m).mean() > masking.psnr(masking.diffusion_fill(x, m), x, m).mean()
