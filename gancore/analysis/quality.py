@@ -116,7 +116,7 @@ def meter_for(train_config, model, dataset, samples: int | None = None):
         held = dataset.held_out_images(model.config.image_size)
         if held is None:
             return None
-        from gancore.analysis.features import PictureFeatures
+        from gancore.features import PictureFeatures
         return TranslationMeter(PictureFeatures(size=128), *held)
     if model.task != "noise":
         return None

@@ -128,7 +128,7 @@ class GANModel(nn.Module):
       networks(), groups()         named networks saved as `<name>.*`; optimisation / DDP units
       directions(), direction_labels(), inverse(direction)
                                    translation models: direction -> generator network, words, round trip
-      discriminator(direction, side), generator_networks()
+      discriminator(direction, side), generator_networks(), generator_of(group, direction)
       size_multiple                > 0 for fully convolutional generators (input sides divisible by it)
       extra_tensors(), load_extra_tensors(tensors)
                                    state beyond weights that exact resume needs (e.g. image pools)

@@ -192,7 +192,7 @@ class ProjectedPatchD(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.trunk is None:
-            from gancore.analysis.features import Lite0Taps
+            from gancore.features import Lite0Taps
             object.__setattr__(self, "trunk", Lite0Taps(self.TAPS))
         if self.trunk.stem[0].weight.device != x.device:     # not a submodule, so model.to() does not move it
             self.trunk.to(x.device)
