@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+
 def _adam(lr: float, batch: int, **more) -> dict:
     return {"lr_g": lr, "lr_d": lr, "beta1": 0.0, "beta2": 0.9, "batch_size": batch, **more}
 
@@ -102,10 +103,11 @@ def run_one(data: str, name: str, minutes: list[float], threads: int, keep: str,
 
 def measure(path: str, data: str, keep: str, tag: str, n: int = 500) -> dict:
     import torch
-    from gancore.analysis.evaluation import InceptionFeatures, _kid
-    from gancore.analysis.features import PictureFeatures
+
+    from gancore.analysis.evaluation import InceptionFeatures, kid
     from gancore.analysis.quality import QualityMeter
     from gancore.data import ImageFolderDataset
+    from gancore.features import PictureFeatures
     from gancore.imaging import grid, to_uint8
     from gancore.inference import load_model
     model = load_model(path)
@@ -116,7 +118,7 @@ def measure(path: str, data: str, keep: str, tag: str, n: int = 500) -> dict:
     with torch.no_grad():
         fake = model.generator()(z).float()
     inc = InceptionFeatures()
-    kid_inception = 100 * _kid(inc(list(to_uint8(fake))), inc(list(to_uint8(held))), subsets=50,
+    kid_inception = 100 * kid(inc(list(to_uint8(fake))), inc(list(to_uint8(held))), subsets=50,
                                subset_size=min(100, len(held)))
     if keep:
         from PIL import Image

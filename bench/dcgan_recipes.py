@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from gancore.checkpoint import read_header
 from gancore.analysis.evaluation import digit_metrics, generate_images, real_digit_reference
+from gancore.checkpoint import read_header
 from gancore.inference import load_model
 from gancore.models.dcgan import DCGANConfig
 from gancore.training import TrainConfig, train

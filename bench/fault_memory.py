@@ -93,9 +93,10 @@ CASES = ["zip_stream_big", "zip_bomb_studio", "zip_liar_studio", "zip_many_big",
 def build(root: Path, bomb_mb: int) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     import zipfile
+
     import numpy as np
-    from PIL import Image
     from hostile import build_corpus
+    from PIL import Image
     from test_export import save_tiny
     dcgan = Path(save_tiny("dcgan", root / "tiny_dcgan.safetensors"))
     cyc = Path(save_tiny("cyclegan", root / "tiny_cyclegan.safetensors"))

@@ -99,6 +99,7 @@ def main(argv=None) -> int:
 
     # The service: /generate of 16 digits, server time (X-Process-Time-Ms), after warm-up.
     from fastapi.testclient import TestClient
+
     from gancore.deploy import serve
     if "dcgan" in names:
         print("\n| /generate n=16 (DCGAN) | server p50 ms | server p95 ms |\n|---|---|---|")

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from clips import pan_clip, pan_frames  # noqa: E402
+
 from gancore.inference import load_model  # noqa: E402
 from gancore.video import LiveTranslator, translate_clip  # noqa: E402
 

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gancore.analysis import masking
 from gancore import registry
+from gancore.analysis import masking
 from gancore.data import load_mnist
 from gancore.inference import load_model
+from gancore.masks import mask_image, patch_mask, random_mask
 
 RATIOS = (0.25, 0.5, 0.75)
 
@@ -39,7 +40,7 @@ def reconstruction_table(model, x: torch.Tensor, patch_size: int = 4, batch: int
     for kind in ("patch", "pixel"):
         for r in RATIOS:
             g = torch.Generator().manual_seed(int(r * 100) + (0 if kind == "patch" else 1000))
-            mask = masking.random_mask(kind, len(x), 28, 28, r, patch_size, generator=g)
+            mask = random_mask(kind, len(x), 28, 28, r, patch_size, generator=g)
             preds = {"mean fill": masking.mean_fill(x, mask), "blur fill": masking.blur_fill(x, mask),
                      "diffusion": masking.diffusion_fill(x, mask),
                      "maskrec": torch.cat([model.inpaint(x[i:i + batch], mask[i:i + batch])
@@ -91,12 +92,13 @@ def probe_table(model, random_model, train_x, train_y, test_x, test_y, draws: in
 @torch.no_grad()
 def sample_grid(model, x: torch.Tensor, path: str, n: int = 10) -> None:
     from PIL import Image
+
     from gancore.training import make_grid
     x = x[:n]
     rows = [x]
     for r in RATIOS:
-        mask = masking.patch_mask(n, 28, 28, r, model.config.patch_size, generator=torch.Generator().manual_seed(7))
-        rows += [masking.mask_image(x, mask, 0.0), model.inpaint(x, mask).clamp(-1, 1)]
+        mask = patch_mask(n, 28, 28, r, model.config.patch_size, generator=torch.Generator().manual_seed(7))
+        rows += [mask_image(x, mask, 0.0), model.inpaint(x, mask).clamp(-1, 1)]
     grid = make_grid(torch.cat(rows), nrow=n)
     Image.fromarray(grid.squeeze()).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
 

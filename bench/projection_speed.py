@@ -20,10 +20,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from test_projection import sketch  # noqa: E402
+
+from gancore.analysis.projection import project  # noqa: E402
 from gancore.data import load_mnist  # noqa: E402
 from gancore.inference import load_model, sample  # noqa: E402
-from gancore.analysis.projection import project  # noqa: E402
-from test_projection import sketch  # noqa: E402
 
 
 def main():

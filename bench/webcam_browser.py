@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--size", type=int, default=256, choices=[128, 192, 256])
     a = ap.parse_args()
     from playwright.sync_api import sync_playwright
+
     from studio.app import CSS, THEME, build_app
     from studio.services import Services
     with tempfile.TemporaryDirectory() as d:

@@ -1,28 +1,62 @@
-"""`gancore` command line: train, sample, inspect, eval, translate, export, serve."""
+"""`gancore` command line: train, distill, sample, inspect, translate, eval, export, serve.
+
+Every flag explains itself (`gancore <command> --help`); a training run's flags and a model's `--set` keys
+are the config fields, described by the comments beside them (`gancore train --model dcgan --list-settings`).
+"""
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
 import json
+import signal
 import sys
 from pathlib import Path
 
-from gancore.config import ConfigError
-from gancore.errors import BadInput, TooLarge, describe
+import numpy as np
+import torch
+from PIL import Image
+
+from gancore import registry
+from gancore.analysis import evaluation
+from gancore.config import ConfigError, describe_fields
+from gancore.deploy import export, serve
+from gancore.distill import DistillConfig, Distiller
+from gancore.errors import BadInput, GanStudioError, TooLarge, describe
+from gancore.imaging import seeded
+from gancore.inference import header_summary, load_model, sample
+from gancore.training import TrainConfig, Trainer, TrainingError, _format, make_grid, recommended, recommended_model_config
+from gancore.translate_files import translate_paths
+from gancore.video import is_video, translate_clip
 
 
-def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
+def _flag_help(meaning: str, default) -> str:
+    shown = '""' if default == "" else default
+    return f"{meaning} (default: {shown})".replace("%", "%%")
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=(), choices=None) -> None:
+    """One flag per config field, its help taken from the field's comment; unset flags stay None."""
+    for name, kind, default, meaning in describe_fields(cls):
+        if name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in (bool, "bool"):
+        flag, help_text = "--" + name.replace("_", "-"), _flag_help(meaning, default)
+        if kind == "bool":
             parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes", "on"), default=None,
-                                metavar="BOOL")
+                                metavar="BOOL", help=help_text)
         else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            parser.add_argument(flag, type=typ, default=None)
+            parser.add_argument(flag, type={"int": int, "float": float}.get(kind, str), default=None,
+                                choices=(choices or {}).get(name), help=help_text)
+
+
+def model_settings(model: str) -> str:
+    """Each `--set` key of `model`: name, type, default and meaning, one line each."""
+    rows = describe_fields(registry.get(model).config_cls)
+    width = max(len(name) for name, *_ in rows)
+    lines = [f"{model} settings (gancore train --model {model} --set KEY=VALUE):"]
+    lines += [f"  {name:<{width}}  {kind:<5}  default {default!r:<12}  {meaning}"
+              for name, kind, default, meaning in rows]
+    return "\n".join(lines)
 
 
 def _parse_sets(pairs: list[str], cls) -> dict:
@@ -79,9 +113,9 @@ def _positive(text: str) -> int:
 
 
 def cmd_train(args) -> int:
-    from gancore import registry
-    from gancore.training import TrainConfig, Trainer, TrainingError, _format, recommended, recommended_model_config
-
+    if args.list_settings:
+        print(model_settings(args.model or TrainConfig.model))
+        return 0
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     # A resume keeps the run's settings; the few it may change are changed only when given on the command line.
     changes = {k: v for k, v in flags.items() if v is not None and k in Trainer.RESUME_CHANGES} if args.resume else {}
@@ -91,7 +125,7 @@ def cmd_train(args) -> int:
     trainer = Trainer(train_cfg, model_cfg, resume=args.resume, resume_changes=changes)
     signalled = _stop_on_signals(trainer)
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm  # optional: a progress bar on a terminal
         bar = tqdm(total=1000, unit="‰", disable=args.quiet or not sys.stderr.isatty())
     except ImportError:  # tqdm is optional at run time
         bar = None
@@ -109,7 +143,6 @@ def cmd_train(args) -> int:
                 elif not args.quiet:
                     print(_format(ev), flush=True)
             elif ev.kind == "sample" and args.save_samples:
-                from PIL import Image
                 Image.fromarray(ev.grid.squeeze()).save(Path(trainer.out_dir) / f"sample_{ev.step:07d}.png")
             elif ev.kind == "quality" and not args.quiet:
                 print(_format(ev), flush=True)
@@ -127,7 +160,6 @@ def cmd_train(args) -> int:
 def _stop_on_signals(trainer) -> list:
     """SIGTERM (a container stop) and Ctrl-C end the run after the current step; it saves and reports as
     usual. A second Ctrl-C aborts at once (the checkpoint of at most a minute ago stays)."""
-    import signal
     got: list = []
 
     def handler(signum, frame):
@@ -142,7 +174,6 @@ def _stop_on_signals(trainer) -> list:
 
 
 def cmd_distill(args) -> int:
-    from gancore.distill import DistillConfig, Distiller
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig) if getattr(args, f.name, None) is not None}
     distiller = Distiller(DistillConfig(**{**flags, "teacher": args.teacher or ""}), resume=args.resume)
     signalled = _stop_on_signals(distiller)
@@ -157,12 +188,6 @@ def cmd_distill(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    import numpy as np
-    from PIL import Image
-    from gancore.inference import load_model, sample
-    from gancore.training import make_grid
-    import torch
-
     if args.n > MAX_SAMPLES:
         raise TooLarge(f"--n {args.n}: at most {MAX_SAMPLES} samples per command")
     if args.grid and args.n > MAX_GRID:
@@ -175,7 +200,6 @@ def cmd_sample(args) -> int:
         _writing(out, lambda: out.mkdir(parents=True, exist_ok=True), partial_file=False)
     # Drawn in batches of SAMPLE_BATCH from one seeded stream, written as they come: memory stays bounded.
     # Up to SAMPLE_BATCH images are exactly what sample(n, seed) gives, as in the service and the studio.
-    from gancore.imaging import seeded
     gen = seeded(args.seed)
     grid_parts, written = [], 0
     for start in range(0, args.n, SAMPLE_BATCH):
@@ -200,16 +224,12 @@ def cmd_sample(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from gancore.inference import header_summary
     print(json.dumps(header_summary(args.checkpoint), indent=2))
     return 0
 
 
 def _translate_videos(args, videos) -> list[dict]:
     """Clips go through gancore.video one by one; a bad clip gets its error and the rest go on."""
-    from gancore.errors import GanStudioError
-    from gancore.inference import load_model
-    from gancore.video import translate_clip
     model = load_model(args.checkpoint)
     results = []
     for v in videos:
@@ -227,8 +247,6 @@ def _translate_videos(args, videos) -> list[dict]:
 
 
 def cmd_translate(args) -> int:
-    from gancore.translate_files import translate_paths
-    from gancore.video import is_video
     videos = [p for p in args.inputs if is_video(p)]
     photos = [p for p in args.inputs if not is_video(p)]
     results = translate_paths(args.checkpoint, photos, args.out, direction=args.direction,
@@ -243,7 +261,6 @@ def cmd_translate(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from gancore.analysis import evaluation
     result = evaluation.evaluate(args.checkpoint, n=args.n, data_a=args.test_a, data_b=args.test_b,
                                  device=args.device)
     for line in result.get("skipped_files", []):
@@ -255,14 +272,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from gancore.deploy import export
     report = export.export_onnx(args.checkpoint, args.out, int8=args.int8, network=args.network)
     print(json.dumps(report, indent=2))
     return 0
 
 
 def cmd_serve(args) -> int:
-    from gancore.deploy import serve
     serve.main(args.model, host=args.host, port=args.port)
     return 0
 
@@ -275,75 +290,106 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gancore.distill import DistillConfig
-    from gancore.training import TrainConfig
-    p = _Parser(prog="gancore", description="GAN Studio engine")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="gancore", description="GAN Studio engine: train, sample, translate, evaluate, export and "
+                "serve small GANs. `gancore <command> --help` describes each command's flags.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
+    _train_parser(sub)
+    _distill_parser(sub)
+    _sample_parser(sub)
+    i = sub.add_parser("inspect", help="print a checkpoint's header without loading tensors")
+    i.add_argument("checkpoint", help="a .safetensors checkpoint")
+    i.set_defaults(func=cmd_inspect)
+    _translate_parser(sub)
+    _eval_parser(sub)
+    _export_parser(sub)
+    v = sub.add_parser("serve", help="serve a model over HTTP (FastAPI; docs at /docs)")
+    v.add_argument("model", help="checkpoint (.safetensors) or exported .onnx")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                   "only; 0.0.0.0 for every network)")
+    v.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    v.set_defaults(func=cmd_serve)
+    return p
 
-    t = sub.add_parser("train", help="train a model (also under torchrun for DDP)")
-    _add_dataclass_flags(t, TrainConfig)
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="model setting, e.g. base_channels=32")
-    t.add_argument("--resume", help="resumable checkpoint to continue exactly")
-    t.add_argument("--save-samples", action="store_true", help="write preview grids as PNGs to out_dir")
-    t.add_argument("--quiet", action="store_true")
+
+def _train_parser(sub) -> None:
+    models = registry.list_models()
+    t = sub.add_parser("train", help="train a model (also under torchrun for DDP)",
+                       description="Train a model. Settings not given take the model's measured recipe for "
+                       "the data, then the defaults below. Models: " +
+                       "; ".join(f"{m}: {registry.get(m).title}" for m in models) + ".")
+    _add_dataclass_flags(t, TrainConfig, choices={"model": models})
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a model setting, e.g. base_channels=32 (repeatable); --list-settings shows the keys")
+    t.add_argument("--list-settings", action="store_true",
+                   help="print the --set keys of --model with their types, defaults and meanings, then exit")
+    t.add_argument("--resume", metavar="CHECKPOINT",
+                   help="a resumable checkpoint (last.safetensors) to continue exactly where it stopped")
+    t.add_argument("--save-samples", action="store_true", help="also write each preview grid as a PNG into out_dir")
+    t.add_argument("--quiet", action="store_true", help="print only errors")
     t.set_defaults(func=cmd_train)
 
+
+def _distill_parser(sub) -> None:
     d = sub.add_parser("distill", help="distil a CycleGAN teacher into a mobile student (CPU, resumable)")
     d.add_argument("teacher", nargs="?", help="the teacher checkpoint (not needed with --resume)")
     _add_dataclass_flags(d, DistillConfig, skip=("teacher", "out_dir"))
-    d.add_argument("--out", dest="out_dir", help="output folder (default runs/student-<date>-<time>)")
-    d.add_argument("--resume", help="a distillation run's last.safetensors to continue exactly")
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--out", dest="out_dir", help="output folder (default: runs/student-<date>-<time>)")
+    d.add_argument("--resume", metavar="CHECKPOINT", help="a distillation run's last.safetensors to continue exactly")
+    d.add_argument("--quiet", action="store_true", help="print only errors")
     d.set_defaults(func=cmd_distill)
 
+
+def _sample_parser(sub) -> None:
     s = sub.add_parser("sample", help="draw images from a noise model")
-    s.add_argument("checkpoint")
-    s.add_argument("--n", type=_positive, default=16, help=f"how many images (at most {MAX_SAMPLES})")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--truncation", type=float, default=1.0)
-    s.add_argument("--out", help="folder for one PNG per image")
-    s.add_argument("--grid", help="one PNG grid")
+    s.add_argument("checkpoint", help="a noise model's .safetensors checkpoint (mlp, dcgan)")
+    s.add_argument("--n", type=_positive, default=16,
+                   help=f"how many images (default: 16; at most {MAX_SAMPLES}, {MAX_GRID} in a --grid)")
+    s.add_argument("--seed", type=int, default=0, help="which images: the same seed draws the same images (default: 0)")
+    s.add_argument("--truncation", type=float, default=1.0,
+                   help="scales the noise: below 1 trades variety for typical-looking images (default: 1.0)")
+    s.add_argument("--out", help="folder for one PNG per image (sample_<seed>_<index>.png)")
+    s.add_argument("--grid", help="one PNG file holding every image in a square grid")
     s.set_defaults(func=cmd_sample)
 
-    i = sub.add_parser("inspect", help="print a checkpoint's header without loading tensors")
-    i.add_argument("checkpoint")
-    i.set_defaults(func=cmd_inspect)
 
-    tr = sub.add_parser("translate", help="translate photos and video clips with a CycleGAN checkpoint")
-    tr.add_argument("checkpoint")
+def _translate_parser(sub) -> None:
+    tr = sub.add_parser("translate", help="translate photos and video clips with a CycleGAN or CUT checkpoint")
+    tr.add_argument("checkpoint", help="a translation model's .safetensors checkpoint")
     tr.add_argument("inputs", nargs="+", help="images, folders or video clips (.mp4, .mov, .mkv, .webm, ...)")
-    tr.add_argument("--direction", choices=["AB", "BA"], default="AB")
-    tr.add_argument("--out", required=True)
-    tr.add_argument("--cycle", action="store_true", help="also write the cycle reconstruction")
-    tr.add_argument("--scale", choices=["model", "full"], default="model")
-    tr.add_argument("--batch-size", type=_positive, default=4)
-    tr.add_argument("--max-seconds", type=float, default=30.0, help="video clips: refuse longer ones")
+    tr.add_argument("--direction", choices=["AB", "BA"], default="AB",
+                    help="AB maps domain A to B (horse to zebra), BA the reverse (default: AB)")
+    tr.add_argument("--out", required=True, help="output folder (created if missing)")
+    tr.add_argument("--cycle", action="store_true", help="also write the cycle reconstruction (translated back)")
+    tr.add_argument("--scale", choices=["model", "full"], default="model",
+                    help="model: the photo's shorter side goes to the training size, then back; full: the photo's "
+                    "own size, at most 1024 px (slower, finer) (default: model)")
+    tr.add_argument("--batch-size", type=_positive, default=4, help="photos per forward pass (default: 4)")
+    tr.add_argument("--max-seconds", type=float, default=30.0, help="video clips: refuse longer ones, seconds (default: 30)")
     tr.add_argument("--deflicker", type=float, default=0.7,
-                    help="video clips: 0 translates each frame on its own; up to 0.99 holds still areas steadier")
+                    help="video clips: 0 translates each frame on its own; up to 0.99 holds still areas "
+                    "steadier (default: 0.7)")
     tr.set_defaults(func=cmd_translate)
 
+
+def _eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="quality metrics: digit FID/IS/coverage, or translation FID/KID")
-    e.add_argument("checkpoint")
-    e.add_argument("--n", type=_positive, default=10000, help="samples for noise models")
+    e.add_argument("checkpoint", help="a .safetensors checkpoint")
+    e.add_argument("--n", type=_positive, default=10000, help="noise models: samples to score (default: 10000)")
     e.add_argument("--test-a", help="translation models: folder of test images of domain A")
     e.add_argument("--test-b", help="translation models: folder of test images of domain B")
-    e.add_argument("--device", default="auto")
-    e.add_argument("--json", help="also write the result here")
+    e.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda (default: auto)")
+    e.add_argument("--json", help="also write the result to this file")
     e.set_defaults(func=cmd_eval)
 
-    x = sub.add_parser("export", help="export a generator to ONNX (with a parity check)")
-    x.add_argument("checkpoint")
-    x.add_argument("--out", required=True)
-    x.add_argument("--int8", action="store_true", help="static int8 QDQ quantisation")
-    x.add_argument("--network", help="which generator (G_AB or G_BA for CycleGAN)")
-    x.set_defaults(func=cmd_export)
 
-    v = sub.add_parser("serve", help="serve a model over HTTP (FastAPI)")
-    v.add_argument("model", help="checkpoint (.safetensors) or exported .onnx")
-    v.add_argument("--host", default="127.0.0.1")
-    v.add_argument("--port", type=int, default=8000)
-    v.set_defaults(func=cmd_serve)
-    return p
+def _export_parser(sub) -> None:
+    x = sub.add_parser("export", help="export a generator to ONNX (with a parity check)")
+    x.add_argument("checkpoint", help="a .safetensors checkpoint")
+    x.add_argument("--out", required=True, help="the .onnx file to write")
+    x.add_argument("--int8", action="store_true",
+                   help="static int8 QDQ quantisation, calibrated on real inputs; refused below the PSNR floor")
+    x.add_argument("--network", help="which generator: AB or G_AB (default), BA or G_BA for translation models")
+    x.set_defaults(func=cmd_export)
 
 
 def main(argv=None) -> int:

@@ -32,32 +32,35 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancore import checkpoint as ckpt
-from gancore.analysis.features import Lite0Taps
+from gancore import registry
 from gancore.config import from_dict, to_json
+from gancore.data import UnpairedDataset, open_image, resize_crop
 from gancore.errors import BadInput, Unsupported
-
+from gancore.features import Lite0Taps
+from gancore.imaging import to_rgb_or_grey, to_tensor
+from gancore.inference import load_model
 
 
 @dataclass(frozen=True)
 class DistillConfig:
     teacher: str = ""                # a cyclegan checkpoint
     data_a: str = ""                 # training photos of domain A (folder or .zip)
-    data_b: str = ""
+    data_b: str = ""                 # training photos of domain B (folder or .zip)
     out_dir: str = ""                # "" = runs/student-<date>-<time>
     base_channels: int = 16          # the student's width
-    res_blocks: int = 9
-    block: str = "depthwise"
+    res_blocks: int = 9              # the student's residual blocks
+    block: str = "depthwise"         # "depthwise" (separable, mobile) or "residual" (two 3x3 convs)
     crop_size: int = 128             # random crops of photos loaded at the teacher's load size
-    batch_size: int = 4
-    lr: float = 1e-3
-    lambda_l1: float = 1.0
+    batch_size: int = 4              # photos per step
+    lr: float = 1e-3                 # Adam learning rate
+    lambda_l1: float = 1.0           # weight of the pixel L1 to the teacher's output
     lambda_perceptual: float = 0.1    # feature L1 is ~10x pixel L1 at the start: this weighs them alike
     steps: int = 0                   # bounds: whichever comes first; 0 = unbounded
-    minutes: float = 0
-    seed: int = 0
+    minutes: float = 0               # wall-clock bound in minutes (0 = unbounded)
+    seed: int = 0                    # seeds the student's initialisation and the photo order
     data_limit: int = 0              # the first N photos of each domain (0 = all)
-    log_every_steps: int = 10
-    checkpoint_every_seconds: float = 60
+    log_every_steps: int = 10        # a progress event every this many steps
+    checkpoint_every_seconds: float = 60   # a kill or crash loses at most this much work (0 = off)
 
 
 @dataclass
@@ -93,7 +96,6 @@ def student_config(teacher_config, cfg: DistillConfig):
 
 class Distiller:
     def __init__(self, config: DistillConfig, resume: str | None = None):
-        from gancore.inference import load_model
         self.resume_tensors, self.resume_state = None, None
         if resume:
             tensors, meta = ckpt.load(resume)
@@ -165,8 +167,6 @@ class Distiller:
 
     # ------------------------------------------------------------------------------------------------
     def _setup(self):
-        from gancore import registry
-        from gancore.data import UnpairedDataset
         cfg = self.config
         torch.manual_seed(cfg.seed)
         teacher_cfg = self.teacher.config
@@ -188,8 +188,6 @@ class Distiller:
 
     def _batch(self, files: list, rng: random.Random) -> torch.Tensor:
         """Random photos, each resized to the teacher's load size, randomly cropped and flipped."""
-        from gancore.data import open_image, resize_crop
-        from gancore.imaging import to_rgb_or_grey, to_tensor
         ch = self.teacher.config.image_channels
         out = []
         for _ in range(self.config.batch_size):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
+
+from gancore.errors import BadInput
 
 if TYPE_CHECKING:
     import torch
@@ -24,7 +25,7 @@ MIN_SIDE = 8
 
 
 def _bad(message: str) -> Exception:
-    from gancore.data import DataError      # data imports this module: import at call time
+    from gancore.data import DataError  # data imports this module: import at call time
     return DataError(message)
 
 
@@ -219,3 +220,56 @@ def gaussian_blur(x: torch.Tensor, sigma: float, border: str = "zeros") -> torch
         x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius - pad), groups=c)
     return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius - pad, 0), groups=c)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Heatmaps over pictures (the Explain and Masks tabs)
+
+# A perceptually ordered colour map ("inferno"-like), 8 stops interpolated linearly.
+_STOPS = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
+                   [250, 193, 39], [252, 255, 164]], dtype=np.float32)
+
+
+def colormap(heat: np.ndarray) -> np.ndarray:
+    """(H, W) in [0, 1] -> (H, W, 3) uint8."""
+    h = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0, 1) * (len(_STOPS) - 1)
+    i = np.minimum(h.astype(int), len(_STOPS) - 2)
+    t = (h - i)[..., None]
+    return (_STOPS[i] * (1 - t) + _STOPS[i + 1] * t).round().astype(np.uint8)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.5, colorbar: bool = True,
+            min_side: int = 256, label: str = "") -> np.ndarray:
+    """Heatmap over an image (uint8 HW / HWC) with a colour bar: uint8 RGB.
+
+    Small images (MNIST's 28 px) are enlarged with nearest-neighbour to at least `min_side`, so pixels stay
+    visible; the heatmap is resized to the image. `opacity` 0 shows the image only, 1 the heatmap only.
+    """
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        raise BadInput("overlay expects a uint8 image")
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    pil = Image.fromarray(img).convert("RGB")
+    scale = max(1, int(np.ceil(min_side / min(pil.size))))
+    if scale > 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    heat_img = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize(pil.size, Image.BILINEAR)
+    colored = colormap(np.asarray(heat_img, dtype=np.float32) / 255)
+    a = float(np.clip(opacity, 0, 1))
+    blend = (np.asarray(pil, dtype=np.float32) * (1 - a) + colored.astype(np.float32) * a).round().astype(np.uint8)
+    if not colorbar:
+        return blend
+    h, w = blend.shape[:2]
+    bar_w, margin, text_w = max(12, w // 20), 6, 34
+    canvas = Image.new("RGB", (w + margin + bar_w + text_w, h), (255, 255, 255))
+    canvas.paste(Image.fromarray(blend), (0, 0))
+    ramp = colormap(np.linspace(1, 0, h, dtype=np.float32)[:, None].repeat(bar_w, 1))
+    canvas.paste(Image.fromarray(ramp), (w + margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    x_text = w + margin + bar_w + 3
+    draw.text((x_text, 0), "high", fill=(0, 0, 0))
+    draw.text((x_text, h - 12), "low", fill=(0, 0, 0))
+    if label:
+        draw.text((x_text, h // 2 - 6), label[:5], fill=(0, 0, 0))
+    return np.asarray(canvas)

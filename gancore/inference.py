@@ -1,8 +1,10 @@
 """Cached model loading and inference that returns numpy uint8.
 
 `load_model(path)` builds the model a checkpoint's header names and loads its generator weights (the EMA
-copy when the file has one). `sample` draws images from noise models; `translate` runs a CycleGAN
-direction on a photo of any size.
+copy when the file has one). Before any real model is built, the header's tensor shapes are compared with
+the model its config builds on the `meta` device (`checkpoint_model`), so a header that lies about its
+config is refused in one line instead of allocating gigabytes. `sample` draws images from noise models;
+`translate` runs a CycleGAN direction on a photo of any size.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch
 
 from gancore import checkpoint as ckpt
 from gancore import registry
+from gancore.config import check_count, check_ranged_values, to_json
 from gancore.errors import BadInput, Unsupported
 from gancore.imaging import MAX_SIDE, prepare_photo, resize_to, run_padded, seeded, to_uint8
 
@@ -39,6 +42,63 @@ def load_weights_into(model, path: str) -> list[str]:
     return loaded
 
 
+# ----------------------------------------------------------------------------------------------------
+# Loading: the header checked before anything is allocated
+
+def check_checkpoint_shapes(name: str, model_type: str, cfg, entries: dict[str, dict]) -> None:
+    """The tensors a checkpoint header lists must be exactly what its model config builds.
+
+    `entries` is the safetensors header without `__metadata__` (key -> dtype, shape, data_offsets). Each
+    network may be stored plain (`G.*`) and/or averaged (`ema.G.*`); optimizer, RNG and extra state are free.
+    """
+    registry.check_model_size(model_type, cfg)
+    shapes, generators, _ = registry.meta_shapes(model_type, to_json(cfg))
+    free = ("optim.", "rng.", "extra.")
+    prefixes = {p: net for net in shapes for p in (f"{net}.", f"ema.{net}.")}
+    stray = [k for k in entries if not k.startswith(free) and not any(k.startswith(p) for p in prefixes)]
+    if stray:
+        raise ckpt.CheckpointError(f"{name}: tensors {stray[:3]} do not belong to a {model_type} model; "
+                                   "the file may hold another model")
+    for prefix, net in prefixes.items():
+        got = {k[len(prefix):]: tuple(v["shape"]) for k, v in entries.items() if k.startswith(prefix)}
+        if got:
+            _check_network_shapes(name, model_type, prefix, got, shapes[net])
+    if not any(f"{g}.{k}" in entries or f"ema.{g}.{k}" in entries for g in generators for k in shapes[g]):
+        raise ckpt.CheckpointError(f"{name}: holds no generator weights")
+
+
+def _check_network_shapes(name: str, model_type: str, prefix: str, got: dict, want: dict) -> None:
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    wrong = [f"{prefix}{k} is {list(got[k])}, the config builds {list(want[k])}"
+             for k in want if k in got and got[k] != want[k]]
+    if missing or extra or wrong:
+        detail = wrong[0] if wrong else f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise ckpt.CheckpointError(f"{name}: the tensors do not fit the {model_type} config in the header "
+                                   f"({detail})")
+
+
+def checkpoint_model(path) -> tuple[dict[str, str], str, object]:
+    """(metadata, model type, validated model config) of a checkpoint, shapes checked; nothing is allocated."""
+    name = Path(path).name
+    meta, entries = ckpt.read_index(path)
+    model_type = meta.get("model_type", "")
+    if model_type not in registry.list_models():
+        raise ckpt.CheckpointError(f"{name}: unknown model type {model_type!r}; this version knows "
+                                   f"{', '.join(registry.list_models())}")
+    try:
+        cfg = registry.config_from_json(model_type, meta.get("model_config", ""))
+    except (BadInput, ValueError, TypeError) as e:
+        raise ckpt.CheckpointError(f"{name}: unusable model config ({e})") from None
+    check_checkpoint_shapes(name, model_type, cfg, entries)
+    for key in ("train_state", "trained"):     # the run's settings: the ranged ones must hold sane values
+        if key in meta:
+            try:
+                check_ranged_values("TrainConfig", json.loads(meta[key])["train_config"])
+            except BadInput as e:
+                raise ckpt.CheckpointError(f"{name}: the training settings in the header are damaged ({e})") from None
+    return meta, model_type, cfg
+
+
 def load_model(path: str | os.PathLike, device: str = "cpu"):
     """Model in eval mode with the checkpoint's generator weights (cached by path and mtime)."""
     p = Path(path)
@@ -49,7 +109,6 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(path: str, _mtime: int, device: str):
-    from gancore.validate import checkpoint_model
     _, model_type, config = checkpoint_model(path)    # values, size and tensor shapes checked on `meta` first
     model = registry.build(model_type, config)
     load_weights_into(model, path)
@@ -62,7 +121,6 @@ def header_summary(path: str | os.PathLike) -> dict:
     The header is checked as loading checks it (config values, size, tensor shapes), so a file listed as
     usable loads; only what needs the tensors themselves (NaN weights) shows up later.
     """
-    from gancore.validate import checkpoint_model
     meta = checkpoint_model(path)[0]
     out = {k: v for k, v in meta.items()
            if k not in ("model_config", "train_state", "metrics", "trained", "distill_state", "distilled")}
@@ -125,7 +183,6 @@ def sample(model, n: int = 16, seed: int = 0, z: torch.Tensor | None = None, tru
     if model.task != "noise":
         raise Unsupported(f"{model.model_type} does not generate from noise")
     if z is None:
-        from gancore.validate import check_count
         check_count("n (images to draw)", n, 1, MAX_SAMPLE_BATCH)
         z = model.noise(n, generator=seeded(seed)) * truncation
     return to_uint8(model.generator()(z.to(next(model.parameters()).device)))

@@ -200,7 +200,7 @@ class Trainer:
             config, model_config = self._load_resume(resume, config, resume_changes or {})
         self.config = config
         self.model_config = model_config or registry.get(config.model).config_cls()
-        from gancore.validate import check_training
+        from gancore.registry import check_training
         check_training(config, self.model_config)     # NaN rates, negative sizes, configs too large to build
         self.dataset = dataset
         self.out_dir = Path(config.out_dir or default_out_dir(config.model))

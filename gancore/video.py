@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from gancore.errors import BadInput, TooLarge, Unsupported
+from gancore.imaging import run_padded
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv"}
 MAX_SECONDS = 30.0        # a clip may be at most this long (the studio's and the CLI's default)
@@ -162,7 +163,6 @@ class FrameTranslator:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        from gancore.imaging import run_padded
         return run_padded(self.net, x, self.multiple).clamp_(-1, 1)
 
 

@@ -96,9 +96,9 @@ class Services:
 
     def edited_sample(self, path: str, seed: int, truncation: float = 1.0, alphas=()):
         """One image (H, W, C) from seed's latent, scaled by truncation, moved along SeFa directions."""
+        from gancore.analysis.latent import edit
         from gancore.imaging import seeded
         from gancore.inference import sample
-        from gancore.analysis.latent import edit
         model = self._noise_model(path)
         z = model.noise(1, generator=seeded(seed)) * float(truncation)
         alphas = [float(a) for a in alphas]
@@ -108,9 +108,9 @@ class Services:
 
     def interpolation(self, path: str, seed_a: int, seed_b: int, frames: int = 16, truncation: float = 1.0):
         """(frames, H, W, C) along the slerp path between the two seeds' latents."""
+        from gancore.analysis.latent import interpolate
         from gancore.imaging import seeded
         from gancore.inference import sample
-        from gancore.analysis.latent import interpolate
         model = self._noise_model(path)
         frames = int(frames)
         if not 2 <= frames <= 64:

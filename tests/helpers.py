@@ -74,6 +74,7 @@ def photo_zip(path, split: str, size: int = 64) -> Path:
     would upload them."""
     import io
     import zipfile
+
     from PIL import Image
     src = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "horse2zebra" / split
     with zipfile.ZipFile(path, "w") as zf:

@@ -3,12 +3,12 @@ import pickle
 
 import pytest
 import torch
+from helpers import tiny_config
 
 from gancore import checkpoint as ckpt
 from gancore import registry
 from gancore.inference import export_weights, load_model
 from gancore.training import TrainConfig, train
-from helpers import tiny_config
 
 
 def _train(tmp_path, name, steps, resume=None, sub="run", **kw):

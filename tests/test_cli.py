@@ -41,7 +41,8 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     assert cli(["inspect", str(bad)]) == 2
     assert "x.safetensors" in capsys.readouterr().err
     assert cli(["train", "--model", "nope", "--steps", "1"]) == 2
-    assert "unknown model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "'nope'" in err and "dcgan" in err                   # one line naming the known models
     assert cli(["train", "--model", "dcgan", "--steps", "1", "--set", "colour=blue"]) == 2
     assert "unknown model setting" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
@@ -53,3 +54,20 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
 def test_console_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "gancore", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "translate" in r.stdout
+
+
+def test_every_flag_explains_itself(capsys):
+    from gancore import registry
+    from gancore.cli import build_parser
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in commands.items():
+        for action in sub._actions:
+            assert action.help, f"gancore {name} {'/'.join(action.option_strings) or action.dest} has no help"
+    model_flag = next(a for a in commands["train"]._actions if a.dest == "model")
+    assert sorted(model_flag.choices) == registry.list_models()
+    assert cli(["train", "--model", "cyclegan", "--list-settings"]) == 0
+    listed = capsys.readouterr().out
+    for field in ("lambda_cycle", "res_blocks", "load_size"):
+        line = next(line for line in listed.splitlines() if line.split()[:1] == [field])
+        assert len(line.split()) > 4, line          # name, type, default and a meaning

@@ -5,8 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gancore.data import (DataError, ImageFolderDataset, MNISTDataset, UnpairedDataset, load_mnist,
-                          safe_extract_zip)
+from gancore.data import DataError, ImageFolderDataset, MNISTDataset, UnpairedDataset, load_mnist, safe_extract_zip
 
 
 def test_mnist_from_bundled_idx_files():

@@ -59,6 +59,7 @@ def test_distillation_learns_resumes_exactly_and_makes_a_normal_checkpoint(tmp_p
 
     # Shipped as the Translate tab's default: a compact fp16 file that asks to come first in its task's list.
     import shutil
+
     from gancore.inference import export_weights, header_summary
     from studio.services import Services
     weights = tmp_path / "weights"

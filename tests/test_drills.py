@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import tiny_config
 
 from gancore import checkpoint as ckpt
 from gancore.training import TrainConfig, Trainer, TrainingError, train
-from helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

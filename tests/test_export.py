@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config
 
 from gancore import checkpoint as ckpt
 from gancore import registry
 from gancore.config import to_json
 from gancore.deploy.export import ExportError, export_onnx, read_metadata
 from gancore.deploy.onnx_runtime import OnnxGenerator
-from helpers import tiny_config
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 H2Z_WEIGHTS = ROOT / "weights" / "horse2zebra.safetensors"

@@ -5,9 +5,10 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
+from test_export import save_tiny  # noqa: E402
+
 from gancore.deploy.export import read_metadata  # noqa: E402
 from studio.tabs import export as export_tab  # noqa: E402
-from test_export import save_tiny  # noqa: E402
 
 
 class FakeServices:

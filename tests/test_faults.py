@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import Case, build_corpus
+from test_export import save_tiny
 
 from gancore.cli import main as cli
 from gancore.errors import describe
-from hostile import Case, build_corpus
-from test_export import save_tiny
 
 TALLY: dict = defaultdict(lambda: {"cases": 0, "accepted": 0, "clean_refusals": 0, "tracebacks": 0,
                                    "http_500": 0, "unclear": 0})
@@ -47,8 +47,9 @@ def _write_table():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from gancore.training import TrainConfig, Trainer
     from helpers import tiny_config
+
+    from gancore.training import TrainConfig, Trainer
     d = tmp_path_factory.mktemp("corpus")
     dcgan = Path(save_tiny("dcgan", d / "tiny_dcgan.safetensors"))
     cyc = Path(save_tiny("cyclegan", d / "tiny_cyclegan.safetensors"))
@@ -137,6 +138,7 @@ def test_checkpoints_service(corpus):
 
 def test_checkpoints_studio(corpus, tmp_path):
     import shutil
+
     from studio.services import Services
     runs = tmp_path / "runs"
     for c in _of(corpus, "checkpoint"):
@@ -163,6 +165,7 @@ def test_checkpoints_studio(corpus, tmp_path):
 
 def test_images_cli_service_studio(corpus, capsys, tmp_path):
     from fastapi.testclient import TestClient
+
     from gancore.deploy import serve
     from studio.services import Services
     cyc = corpus["_cyclegan"]
@@ -255,6 +258,7 @@ BAD_BODIES = ['{"n": 1, "truncation": NaN}', '{"n": 1, "truncation": Infinity}',
 
 def test_service_json(corpus):
     from fastapi.testclient import TestClient
+
     from gancore.deploy import serve
     client = TestClient(serve.create_app(corpus["_dcgan"]))
     for body in BAD_BODIES:
@@ -270,8 +274,9 @@ def test_service_json_concurrent(corpus):
     """16 concurrent non-finite requests against uvicorn: all 422, no resets."""
     import httpx
     import uvicorn
-    from gancore.deploy import serve
     from conftest import _free_port
+
+    from gancore.deploy import serve
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(serve.create_app(corpus["_dcgan"]), host="127.0.0.1", port=port,
                                            log_level="warning"))
@@ -331,6 +336,7 @@ def test_cli_arguments_and_outputs(corpus, capsys, tmp_path):
 def test_cli_sample_batches(corpus, capsys, tmp_path):
     """Many samples are drawn in batches and written as they come; a small draw is what sample() gives."""
     from PIL import Image
+
     from gancore.inference import load_model, sample
     d = corpus["_dcgan"]
     rc, out, err = _run_cli(capsys, ["sample", d, "--n", "600", "--seed", "3", "--out", tmp_path / "many"])
@@ -361,8 +367,9 @@ def test_cli_translate_name_collisions(corpus, capsys, tmp_path):
 
 
 def test_eval_skips_bad_test_images(corpus, monkeypatch, tmp_path):
-    from gancore.analysis import evaluation
     from PIL import Image
+
+    from gancore.analysis import evaluation
     cyc = corpus["_cyclegan"]
     good = next(c for c in _of(corpus, "image") if c.name == "good_png").path
     bad = [c.path for c in _of(corpus, "image") if c.name in ("truncated_png", "zero_byte", "text_as_png", "one_pixel")]
@@ -403,8 +410,10 @@ def test_config_validation():
 def test_orphaned_temporary_checkpoints_are_cleaned(corpus, tmp_path):
     import subprocess
     import sys
-    from gancore import checkpoint as ckpt
+
     from safetensors.torch import load_file
+
+    from gancore import checkpoint as ckpt
     # A writer that died mid-save leaves `.<name>.<pid>.<random>.tmp`; a dead pid's file is removed on the
     # next save into that folder, a live writer's is left alone.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -476,6 +485,7 @@ def test_two_studios_have_their_own_cache_and_an_upload_cap(tmp_path):
     removed when its studio exits; uploads over GANSTUDIO_MAX_UPLOAD are refused with a 413."""
     import subprocess
     import sys
+
     import httpx
     from conftest import ROOT, _free_port
     env = {**os.environ, "GANSTUDIO_MAX_UPLOAD": "1mb", "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}

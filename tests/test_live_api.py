@@ -6,19 +6,17 @@ fake camera instead (tests/test_live_browser.py); the engine side is in tests/te
 """
 from __future__ import annotations
 
-
-
 import numpy as np
 import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-
 from clips import pan_frames, write_clip  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+from helpers import app_error  # noqa: E402
+
 from gancore import video  # noqa: E402
 from gancore.data import load_mnist  # noqa: E402
-from helpers import app_error
 
 ENDPOINTS = {"/translate_video", "/translate_live", "/explore_project", "/explore_load_latent",
              "/explore_edit_latent"}

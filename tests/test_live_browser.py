@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from browser import SHOTS, launch, sync_api  # skips the module without Chromium
 from clips import pan_frames, write_clip, write_y4m
 

@@ -7,12 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import app_error
 
+from gancore import registry
 from gancore.analysis import explain as ex
 from gancore.analysis import masking
-from gancore import registry
 from gancore.data import load_mnist, to_tensor
+from gancore.errors import BadInput
+from gancore.imaging import overlay
 from gancore.inference import load_model
+from gancore.masks import hidden_share, mask_from_array, mask_image, patch_mask, pixel_mask
 from gancore.models.base import StepContext
 from gancore.models.maskrec import MaskRecConfig, generator_input
 
@@ -21,7 +25,6 @@ MASKREC = ROOT / "weights" / "maskrec_mnist.safetensors"
 H2Z = ROOT / "weights" / "horse2zebra.safetensors"
 TINY = MaskRecConfig(image_size=16, base_channels=4, d_base_channels=4)
 
-from helpers import app_error
 
 
 @pytest.fixture(autouse=True)
@@ -58,24 +61,24 @@ def digits():
 
 @pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
 def test_pixel_mask_share_equals_ratio_inside_each_image(ratio):
-    m = masking.pixel_mask(5, 28, 28, ratio, generator=torch.Generator().manual_seed(0))
+    m = pixel_mask(5, 28, 28, ratio, generator=torch.Generator().manual_seed(0))
     assert m.shape == (5, 1, 28, 28)
-    assert torch.allclose(masking.hidden_share(m), torch.full((5,), ratio))
+    assert torch.allclose(hidden_share(m), torch.full((5,), ratio))
     assert not torch.equal(m[0], m[1])   # each image draws its own pixels
 
 
 @pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
 def test_patch_mask_share_equals_ratio_and_is_patchy(ratio):
-    m = masking.patch_mask(4, 32, 32, ratio, patch_size=4, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(masking.hidden_share(m), torch.full((4,), ratio))
+    m = patch_mask(4, 32, 32, ratio, patch_size=4, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(hidden_share(m), torch.full((4,), ratio))
     blocks = m.view(4, 1, 8, 4, 8, 4)          # every 4x4 cell is all hidden or all visible
     assert torch.equal(blocks.amax((3, 5)), blocks.amin((3, 5)))
 
 
 def test_mask_image_masks_pixels_not_whole_images(digits):
     x, _ = digits
-    m = masking.pixel_mask(len(x), 28, 28, 0.5, generator=torch.Generator().manual_seed(2))
-    y = masking.mask_image(x, m, fill=0.0)
+    m = pixel_mask(len(x), 28, 28, 0.5, generator=torch.Generator().manual_seed(2))
+    y = mask_image(x, m, fill=0.0)
     for i in range(len(x)):
         visible = m[i, 0] == 0
         assert torch.equal(y[i, 0][visible], x[i, 0][visible])          # visible pixels untouched
@@ -88,7 +91,7 @@ def test_user_mask_and_fills_keep_visible_pixels(digits):
     x, _ = digits
     painted = np.zeros((56, 56, 4), np.uint8)
     painted[10:30, 10:30, 3] = 255
-    m = masking.mask_from_array(painted, 28, 28)
+    m = mask_from_array(painted, 28, 28)
     assert m.shape == (1, 1, 28, 28) and float(m.mean()) == pytest.approx(100 / 784)
     mm = m.expand(len(x), -1, -1, -1)
     for fill in (masking.mean_fill, masking.blur_fill, masking.diffusion_fill):
@@ -108,7 +111,7 @@ def test_maskrec_generator_contract_and_train_step():
     model = registry.build("maskrec", TINY)
     assert model.task == "inpaint" and set(model.networks()) == {"G", "D"} and set(model.groups()) == {"G", "D"}
     x = torch.rand(6, 1, 16, 16) * 2 - 1
-    mask = masking.patch_mask(6, 16, 16, 0.5, 4)
+    mask = patch_mask(6, 16, 16, 0.5, 4)
     out = model.G(generator_input(x, mask))
     assert generator_input(x, mask).shape == (6, 2, 16, 16) and out.shape == (6, 1, 16, 16)
     assert out.abs().max() <= 1
@@ -136,7 +139,7 @@ def test_maskrec_masks_come_from_the_global_rng():
 
 def test_shipped_maskrec_beats_diffusion_fill(maskrec_model, digits):
     x, _ = digits
-    m = masking.patch_mask(len(x), 28, 28, 0.5, 4, generator=torch.Generator().manual_seed(3))
+    m = patch_mask(len(x), 28, 28, 0.5, 4, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         rec = maskrec_model.inpaint(x, m)
     assert masking.psnr(rec, x, m).mean() > masking.psnr(masking.diffusion_fill(x, m), x, m).mean()
@@ -224,8 +227,8 @@ def test_cyclegan_maps_and_direction_maps():
 def test_overlay_has_colour_bar_and_opacity():
     img = np.zeros((28, 28), np.uint8)
     heat = np.tile(np.linspace(0, 1, 28, dtype=np.float32), (28, 1))
-    o0 = ex.overlay(img, heat, opacity=0.0, colorbar=False)
-    o1 = ex.overlay(img, heat, opacity=1.0, colorbar=True)
+    o0 = overlay(img, heat, opacity=0.0, colorbar=False)
+    o1 = overlay(img, heat, opacity=1.0, colorbar=True)
     assert o0.shape == (280, 280, 3) and o0.max() == 0          # opacity 0: the (black) image only
     assert o1.shape[1] > 280 and o1.shape[0] == 280             # the colour bar adds width
     assert o1[:, :280].max() > 200
@@ -269,20 +272,20 @@ def test_explain_tab_handlers(maskrec_model, tmp_path):
     from studio.tabs import explain as tab
     from studio.tabs import masks
     digit = masks.example_digit(0)
-    assert ex.methods_for(maskrec_model) == list(tab.DISCRIMINATOR_METHODS)
+    assert tab.methods_for(maskrec_model) == list(tab.DISCRIMINATOR_METHODS)
     for method in tab.DISCRIMINATOR_METHODS:
-        r = ex.explain_one(maskrec_model, digit, method, opacity=0.5, epochs=10)
+        r = tab.explain_one(maskrec_model, digit, method, opacity=0.5, epochs=10)
         assert r["overlay"].dtype == np.uint8 and r["heatmap"].shape == (28, 28) and "score" in r["caption"]
-    side = ex.compare(maskrec_model, digit, ["Saliency", "Occlusion"])
+    side = tab.compare(maskrec_model, digit, ["Saliency", "Occlusion"])
     assert len(side) == 2
     png = tab.save_download(side[0], tmp_path)
     assert Path(png).is_file() and (tmp_path / "heatmap.npy").is_file()
-    with pytest.raises(ex.ExplainError):
-        ex.explain_one(maskrec_model, None, "Saliency")
-    with pytest.raises(ex.ExplainError):
-        ex.explain_one(maskrec_model, digit, "Change |output - input|")
-    with pytest.raises(ex.ExplainError):
-        ex.generate(maskrec_model)
+    with pytest.raises(BadInput):
+        tab.explain_one(maskrec_model, None, "Saliency")
+    with pytest.raises(BadInput):
+        tab.explain_one(maskrec_model, digit, "Change |output - input|")
+    with pytest.raises(BadInput):
+        tab.generate(maskrec_model)
 
 
 def test_explain_tab_cyclegan_methods():
@@ -292,7 +295,7 @@ def test_explain_tab_cyclegan_methods():
     model = load_model(H2Z)
     photo = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
     for method in tab.CYCLEGAN_METHODS:
-        r = ex.explain_one(model, photo, method)
+        r = tab.explain_one(model, photo, method)
         assert r["overlay"].dtype == np.uint8 and r["heatmap"].min() >= 0 and r["heatmap"].max() <= 1
 
 

@@ -2,9 +2,7 @@
 screenshots for the README (docs/screenshots/masks.png, explain.png). Shares the session's `studio`."""
 from __future__ import annotations
 
-
 import pytest
-
 from browser import SHOTS, launch, sync_api  # skips the module without Chromium
 
 pytestmark = pytest.mark.browser

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gancore import catalog, checkpoint as ckpt, registry
+from gancore import catalog, registry
+from gancore import checkpoint as ckpt
 from gancore.memory import MemoryCeiling, MemoryGuard, rss_bytes
 from gancore.training import TrainConfig, Trainer, recommended, recommended_model_config
 from tests.helpers import emoji_pictures, tiny_config
@@ -66,6 +67,7 @@ def test_the_studio_translation_preset_and_distillation_stay_flat(tmp_path, h2z)
     assert _growth(samples) < 16 * MB, f"studio preset: +{_growth(samples) / MB:.1f} MB"
 
     from pathlib import Path
+
     from gancore.distill import DistillConfig, Distiller
     teacher = Path(__file__).resolve().parents[1] / "weights" / "horse2zebra.safetensors"
     dcfg = DistillConfig(teacher=str(teacher), data_a=str(h2z / "testA"), data_b=str(h2z / "testB"),

@@ -1,10 +1,10 @@
 """One contract test over every registered model, with tiny configs (diffusers' model tests)."""
 import pytest
 import torch
+from helpers import tiny_config
 
 from gancore import registry
 from gancore.models.base import StepContext
-from helpers import tiny_config
 
 
 def _batch(model, n=4):
@@ -72,20 +72,20 @@ def test_seed_determinism(name):
 def test_mlp_default_is_the_seed_architecture():
     from gancore.models.mlp import MLPGAN, MLPGANConfig
     m = MLPGAN(MLPGANConfig())
-    g = [l for l in m.G.net if isinstance(l, torch.nn.Linear)]
-    d = [l for l in m.D.net if isinstance(l, torch.nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in g] == [(100, 256), (256, 512), (512, 784)]
-    assert [(l.in_features, l.out_features) for l in d] == [(784, 512), (512, 256), (256, 1)]
-    assert any(isinstance(l, torch.nn.Dropout) and l.p == 0.3 for l in m.D.net)
+    g = [layer for layer in m.G.net if isinstance(layer, torch.nn.Linear)]
+    d = [layer for layer in m.D.net if isinstance(layer, torch.nn.Linear)]
+    assert [(layer.in_features, layer.out_features) for layer in g] == [(100, 256), (256, 512), (512, 784)]
+    assert [(layer.in_features, layer.out_features) for layer in d] == [(784, 512), (512, 256), (256, 1)]
+    assert any(isinstance(layer, torch.nn.Dropout) and layer.p == 0.3 for layer in m.D.net)
     assert isinstance(m.G.net[-1], torch.nn.Tanh)
 
 
 def test_dcgan_seed_rgb_config_and_sizes():
     from gancore.models.dcgan import DCGAN, DCGANConfig
     m = DCGAN(DCGANConfig(image_size=32, image_channels=3, base_channels=128, g_extra_convs=0))
-    widths = [l.out_channels for l in m.G.net if isinstance(l, torch.nn.ConvTranspose2d)]
+    widths = [layer.out_channels for layer in m.G.net if isinstance(layer, torch.nn.ConvTranspose2d)]
     assert widths == [512, 256, 128, 3]
-    assert not any(type(l) is torch.nn.Conv2d for l in m.G.net)     # exactly the seed's layers
+    assert not any(type(layer) is torch.nn.Conv2d for layer in m.G.net)     # exactly the seed's layers
     for size in (28, 32, 64):
         for ch in (1, 3):
             mm = DCGAN(DCGANConfig(image_size=size, image_channels=ch, base_channels=4, d_base_channels=4))
@@ -93,7 +93,7 @@ def test_dcgan_seed_rgb_config_and_sizes():
             assert mm.D(mm.generate(mm.noise(2))).shape == (2, 1)
     with pytest.raises(ValueError):
         DCGANConfig(image_size=48)
-    conv = next(l for l in m.G.net if isinstance(l, torch.nn.ConvTranspose2d))
+    conv = next(layer for layer in m.G.net if isinstance(layer, torch.nn.ConvTranspose2d))
     assert abs(conv.weight.std().item() - 0.02) < 0.005   # DCGAN init N(0, 0.02)
 
 
@@ -102,7 +102,7 @@ def test_dcgan_minibatch_std_and_spectral_norm():
     torch.manual_seed(0)
     m = DCGAN(DCGANConfig(base_channels=4, d_base_channels=4, d_minibatch_std=True, d_spectral_norm=True,
                           loss="hinge"))
-    assert not any(isinstance(l, torch.nn.BatchNorm2d) for l in m.D.net)   # spectral norm replaces BN in D
+    assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in m.D.net)   # spectral norm replaces BN in D
     same = torch.zeros(4, 3, 2, 2)
     spread = torch.arange(48.0).view(4, 3, 2, 2)
     assert MinibatchStd()(same)[:, -1].max() < 1e-3 and MinibatchStd()(spread)[:, -1].min() > 1
@@ -111,7 +111,7 @@ def test_dcgan_minibatch_std_and_spectral_norm():
     for size in (28, 32, 64):       # one extra 3x3 conv per resolution keeps every output size
         deeper = DCGAN(DCGANConfig(base_channels=4, d_base_channels=4, image_size=size, g_extra_convs=1))
         assert deeper.generate(deeper.noise(2)).shape == (2, 1, size, size)
-        assert sum(isinstance(l, torch.nn.Conv2d) for l in deeper.G.net) == {28: 2, 32: 3, 64: 4}[size]
+        assert sum(isinstance(layer, torch.nn.Conv2d) for layer in deeper.G.net) == {28: 2, 32: 3, 64: 4}[size]
 
 
 def test_cyclegan_pool_and_transposed_variant():

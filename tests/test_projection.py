@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from PIL import Image, ImageDraw
 
-from conftest import ROOT
+from gancore.analysis.projection import ProjectionError, load_latent, prepare_drawing, project, save_latent
 from gancore.data import load_mnist
 from gancore.errors import BadInput, Unsupported
 from gancore.inference import load_model, sample
-from gancore.analysis.projection import ProjectionError, load_latent, prepare_drawing, project, save_latent
 
 DCGAN = ROOT / "weights" / "dcgan_mnist.safetensors"
 

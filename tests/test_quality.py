@@ -6,14 +6,15 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from gancore import augment, checkpoint as ckpt
-from gancore.analysis import quality
-from gancore.analysis.features import PictureFeatures
-from gancore.data import ImageFolderDataset, held_out_count
-from gancore.models.dcgan import DCGAN, DCGANConfig
-from gancore.training import Trainer, TrainConfig
 from helpers import emoji_pictures
+
+from gancore import augment
+from gancore import checkpoint as ckpt
+from gancore.analysis import quality
+from gancore.data import ImageFolderDataset, held_out_count
+from gancore.features import PictureFeatures
+from gancore.models.dcgan import DCGAN, DCGANConfig
+from gancore.training import TrainConfig, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +240,9 @@ def test_without_held_out_pictures_there_is_no_curve_and_no_error(tmp_path):
 
 def test_a_zip_of_three_pictures_gets_a_clear_message_and_five_thousand_tiny_ones_train(tmp_path):
     import zipfile
+
     from PIL import Image
+
     from gancore.errors import BadInput
     from studio.training_job import TrainingJob
     job = TrainingJob(tmp_path / "runs")
@@ -270,6 +273,7 @@ def test_a_zip_of_three_pictures_gets_a_clear_message_and_five_thousand_tiny_one
 
 def test_the_shipped_colour_model_draws_varied_emoji(emoji):
     from pathlib import Path
+
     from gancore.inference import load_model
     path = Path(__file__).resolve().parents[1] / "weights" / "dcgan_noto_emoji.safetensors"
     model = load_model(path)

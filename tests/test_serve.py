@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from PIL import Image
+from test_export import save_tiny
 
 from gancore.deploy import serve
 from gancore.deploy.export import export_onnx
-from test_export import save_tiny
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
 

@@ -23,7 +23,7 @@ ENDPOINTS = {"/train_start", "/train_stop", "/train_poll", "/explore_image", "/e
              "/explore_interpolate", "/explore_grid", "/translate", "/models_list", "/models_header",
              "/models_rename", "/models_delete"}
 
-from helpers import app_error
+from helpers import app_error  # noqa: E402
 
 
 @pytest.fixture(scope="module")

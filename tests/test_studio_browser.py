@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from browser import SHOTS, launch, sync_api  # skips the module without Chromium
 
 pytestmark = pytest.mark.browser

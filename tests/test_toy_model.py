@@ -19,7 +19,6 @@ from gancore import catalog, registry
 from gancore.models.base import ExportSpec, GANModel, image_io, synthetic_photo
 from gancore.models.noise_gan import NoiseGAN
 
-
 # ---- the toy translation model ---------------------------------------------------------------------
 
 @dataclass(frozen=True)

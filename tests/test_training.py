@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_config
 
 from gancore import checkpoint as ckpt
 from gancore.training import TrainConfig, Trainer, TrainingError, train
-from helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

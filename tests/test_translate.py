@@ -69,6 +69,7 @@ def test_cli_translate_folder_with_a_broken_file(tmp_path, h2z):
 def test_service_and_studio_return_identical_pixels_for_an_odd_sized_photo(tmp_path):
     """One path for a photo (gancore.inference.translate_with): the HTTP service, the studio and the CLI agree."""
     import io
+
     from fastapi.testclient import TestClient
 
     from gancore.deploy import serve

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gancore.analysis.features import PictureFeatures
 from gancore.analysis.quality import TranslationMeter, copying, translation_verdict
 from gancore.data import UnpairedDataset
+from gancore.features import PictureFeatures
 from gancore.training import TrainConfig, Trainer, _format
 from tests.helpers import tiny_config
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clips import pan_frames, write_clip
 from conftest import ROOT
+
 from gancore import video
 from gancore.errors import BadInput, TooLarge, Unsupported
 from gancore.inference import load_model, translate

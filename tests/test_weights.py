@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from gancore.analysis.evaluation import classifier_accuracy, digit_metrics, generate_images
 from gancore.checkpoint import read_header
-from gancore.analysis.evaluation import CLASSIFIER_PATH, classifier_accuracy, digit_metrics, generate_images, load_classifier
+from gancore.features import CLASSIFIER_PATH, load_classifier
 from gancore.inference import load_model
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -53,6 +54,7 @@ def test_the_shipped_student_is_the_translate_default_and_translates_like_its_te
     import numpy as np
     import torch
     from PIL import Image
+
     from gancore import registry
     from gancore.inference import translate
     from studio.services import Services

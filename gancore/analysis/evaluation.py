@@ -13,33 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 import torch.nn.functional as F
-from torch import nn
 
 from gancore import checkpoint as ckpt
+from gancore.config import check_count
+from gancore.data import DataError, list_images, load_mnist, open_image
+from gancore.devices import resolve_device
 from gancore.errors import BadInput, Unsupported
-from gancore.data import ASSETS, load_mnist
-
-CLASSIFIER_PATH = ASSETS / "mnist_classifier.safetensors"
-
-
-class DigitClassifier(nn.Module):
-    """A small CNN: two conv blocks, a 128-d feature layer (used for FID), 10 logits."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
-            nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1),
-            nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2))
-        self.features = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(32 * 7 * 7, 128), nn.ReLU())
-        self.head = nn.Linear(128, 10)
-
-    def forward(self, x):                       # x: (N, 1, 28, 28) in [-1, 1]
-        f = self.features(self.conv(x))
-        return self.head(f), f
+from gancore.features import CLASSIFIER_PATH, DigitClassifier, classify, load_classifier
+from gancore.imaging import MAX_ASPECT, MIN_SIDE, to_rgb_or_grey
+from gancore.inference import load_model, translate
 
 
 def train_classifier(epochs: int = 2, seed: int = 0, out: Path = CLASSIFIER_PATH) -> float:
@@ -70,24 +53,6 @@ def train_classifier(epochs: int = 2, seed: int = 0, out: Path = CLASSIFIER_PATH
     ckpt.save(out, {f"C.{k}": v for k, v in net.state_dict().items()},
               {"model_type": "mnist_classifier", "model_config": "{}", "metrics": f'{{"test_accuracy": {acc:.4f}}}'})
     return acc
-
-
-def load_classifier(path: Path = CLASSIFIER_PATH) -> DigitClassifier:
-    tensors, _ = ckpt.load(path)
-    net = DigitClassifier()
-    ckpt.load_state(net, ckpt.subdict(tensors, "C"), "C", Path(path).name)
-    return net.eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def classify(net: DigitClassifier, images: torch.Tensor, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """images (N, 1, 28, 28) in [-1, 1] -> (probabilities (N, 10), features (N, 128))."""
-    probs, feats = [], []
-    for i in range(0, len(images), batch):
-        logits, f = net(images[i:i + batch].float())
-        probs.append(logits.softmax(1))
-        feats.append(f)
-    return torch.cat(probs), torch.cat(feats)
 
 
 @torch.no_grad()
@@ -174,7 +139,7 @@ def _inception():
     return FidHelper
 
 
-def _kid(f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 100, seed: int = 0) -> float:
+def kid(f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 100, seed: int = 0) -> float:
     """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2, cubic polynomial kernel."""
     rng = np.random.default_rng(seed)
     d = f1.shape[1]
@@ -213,14 +178,12 @@ class InceptionFeatures:
 
 def image_set_metrics(fake: list[np.ndarray], real: list[np.ndarray], extractor: InceptionFeatures) -> dict:
     f1, f2 = extractor(fake), extractor(real)
-    return {"fid": round(frechet_distance(f1, f2), 2), "kid_x100": round(100 * _kid(f1, f2), 2),
+    return {"fid": round(frechet_distance(f1, f2), 2), "kid_x100": round(100 * kid(f1, f2), 2),
             "n_fake": len(fake), "n_real": len(real)}
 
 
 def _read_folder(folder, skipped: list | None = None) -> list[np.ndarray]:
     """Every readable image of `folder`; unreadable ones are reported in `skipped` ("file: problem")."""
-    from gancore.data import DataError, list_images, open_image, to_rgb_or_grey
-    from gancore.imaging import MAX_ASPECT, MIN_SIDE
     images = []
     for p in list_images(folder):
         try:
@@ -239,7 +202,6 @@ def _read_folder(folder, skipped: list | None = None) -> list[np.ndarray]:
 
 def translation_metrics(model, data_a, data_b, device="cpu", scale="model") -> dict:
     """FID/KID of G_AB(test A) against test B and of G_BA(test B) against test A."""
-    from gancore.inference import translate
     skipped: list[str] = []
     a, b = _read_folder(data_a, skipped), _read_folder(data_b, skipped)
     ext = InceptionFeatures(device)
@@ -252,9 +214,7 @@ def translation_metrics(model, data_a, data_b, device="cpu", scale="model") -> d
 
 
 def evaluate(checkpoint, n: int = 10000, data_a=None, data_b=None, device: str = "auto") -> dict:
-    from gancore.inference import load_model
-    from gancore.validate import check_count, check_device
-    device = str(check_device(device))
+    device = str(resolve_device(device))
     check_count("n (samples)", n, 1, 1_000_000)
     model = load_model(checkpoint, device=device)
     if model.task == "noise":

@@ -11,9 +11,10 @@
   cycle-error map |G_BA(G_AB(x)) - x|.
 - `direction_maps` / `region_direction_attribution`: which pixels a latent direction (e.g. SeFa) moves,
   and how much each direction moves a chosen output region.
-- `overlay`: heatmap over the image with a colour bar and an opacity.
 
 Heatmaps are float32 numpy arrays (H, W) in [0, 1]. Images come in as tensors (N, C, H, W) in [-1, 1].
+Drawing a heatmap over a picture is `imaging.overlay`; the Explain tab (`studio/tabs/explain.py`) names
+the methods for people and writes the captions.
 """
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from safetensors import safe_open
 from torch import nn
 
 from gancore.errors import BadInput
-from gancore.imaging import gaussian_blur
+from gancore.imaging import gaussian_blur, run_padded
 
 GRADIENT_METHODS = ("saliency", "integrated_gradients", "occlusion")
 
@@ -221,8 +222,6 @@ def cyclegan_maps(model, image: torch.Tensor, direction: str = "AB", realness: b
     [0, 1] and upsampled; pass realness=False when the checkpoint holds no discriminators
     (`has_discriminators`), since an unloaded D is only its random initialisation.
     """
-    from gancore.imaging import run_padded
-
     x = _check_image(image)
     direction = model.direction(direction)
     fwd, back = model.generator(direction), model.generator(model.inverse(direction))
@@ -241,7 +240,6 @@ def cyclegan_maps(model, image: torch.Tensor, direction: str = "AB", realness: b
 
 def has_discriminators(model, path) -> bool:
     """Whether a checkpoint file holds weights for the model's discriminators (reads tensor names only)."""
-    from safetensors import safe_open
     names = tuple(f"{n}." for n in model.networks() if n not in model.generator_networks())
     with safe_open(str(path), framework="pt") as f:
         return any(k.startswith(names) for k in f.keys())
@@ -290,178 +288,3 @@ def region_direction_attribution(generator: nn.Module, z: torch.Tensor, directio
         raise ExplainError("the region lies outside the image")
     s = moved.flatten(1).mean(1)
     return (s / s.sum().clamp_min(1e-12)).numpy()
-
-
-# ----------------------------------------------------------------------------------------------------
-# Display
-
-# A perceptually ordered colour map ("inferno"-like), 6 stops interpolated linearly.
-_STOPS = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
-                   [250, 193, 39], [252, 255, 164]], dtype=np.float32)
-
-
-def colormap(heat: np.ndarray) -> np.ndarray:
-    """(H, W) in [0, 1] -> (H, W, 3) uint8."""
-    h = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0, 1) * (len(_STOPS) - 1)
-    i = np.minimum(h.astype(int), len(_STOPS) - 2)
-    t = (h - i)[..., None]
-    return (_STOPS[i] * (1 - t) + _STOPS[i + 1] * t).round().astype(np.uint8)
-
-
-def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.5, colorbar: bool = True,
-            min_side: int = 256, label: str = "") -> np.ndarray:
-    """Heatmap over an image (uint8 HW / HWC) with a colour bar: uint8 RGB.
-
-    Small images (MNIST's 28 px) are enlarged with nearest-neighbour to at least `min_side`, so pixels stay
-    visible; the heatmap is resized to the image. `opacity` 0 shows the image only, 1 the heatmap only.
-    """
-    from PIL import Image, ImageDraw
-
-    img = np.asarray(image)
-    if img.dtype != np.uint8:
-        raise ExplainError("overlay expects a uint8 image")
-    if img.ndim == 3 and img.shape[-1] == 1:
-        img = img[..., 0]
-    pil = Image.fromarray(img).convert("RGB")
-    scale = max(1, int(np.ceil(min_side / min(pil.size))))
-    if scale > 1:
-        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
-    heat_img = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize(pil.size, Image.BILINEAR)
-    colored = colormap(np.asarray(heat_img, dtype=np.float32) / 255)
-    a = float(np.clip(opacity, 0, 1))
-    blend = (np.asarray(pil, dtype=np.float32) * (1 - a) + colored.astype(np.float32) * a).round().astype(np.uint8)
-    if not colorbar:
-        return blend
-    h, w = blend.shape[:2]
-    bar_w, margin, text_w = max(12, w // 20), 6, 34
-    canvas = Image.new("RGB", (w + margin + bar_w + text_w, h), (255, 255, 255))
-    canvas.paste(Image.fromarray(blend), (0, 0))
-    ramp = colormap(np.linspace(1, 0, h, dtype=np.float32)[:, None].repeat(bar_w, 1))
-    canvas.paste(Image.fromarray(ramp), (w + margin, 0))
-    draw = ImageDraw.Draw(canvas)
-    x_text = w + margin + bar_w + 3
-    draw.text((x_text, 0), "high", fill=(0, 0, 0))
-    draw.text((x_text, h - 12), "low", fill=(0, 0, 0))
-    if label:
-        draw.text((x_text, h // 2 - 6), label[:5], fill=(0, 0, 0))
-    return np.asarray(canvas)
-
-
-# ----------------------------------------------------------------------------------------------------
-# One picture, one method: what the studio's Explain tab shows (uint8 overlays, captions, figures)
-
-DISCRIMINATOR_METHODS = {"Saliency": "saliency", "Integrated Gradients": "integrated_gradients",
-                         "Occlusion": "occlusion", "Learned mask": "learned_mask"}
-CYCLEGAN_METHODS = {"PatchGAN real/fake map": "realness", "Change |output - input|": "change",
-                    "Cycle error": "cycle_error"}
-LATENT_METHOD = "Latent directions (SeFa)"
-ALL_METHODS = list(DISCRIMINATOR_METHODS) + list(CYCLEGAN_METHODS) + [LATENT_METHOD]
-EXPLAIN_MAX_SIDE = 128      # photos are explained at this longer side: gradient methods stay near 1 s on CPU
-
-
-def methods_for(model) -> list[str]:
-    task = getattr(model, "task", "")
-    methods = list(DISCRIMINATOR_METHODS)
-    if task == "translate":
-        methods = list(CYCLEGAN_METHODS) + methods
-    if task == "noise":
-        methods = methods + [LATENT_METHOD]
-    return methods
-
-
-def prepare(model, image):
-    """User image -> (1, C, H, W) tensor in the model's format, and the uint8 image it shows."""
-    from gancore.imaging import small_square, to_tensor
-    if image is None:
-        raise ExplainError("Choose an image first: upload one, pick an example, or generate one.")
-    cfg = model.config
-    if model.task != "translate":
-        shown, _ = small_square(image, cfg.image_size, cfg.image_channels)
-        return to_tensor(shown).unsqueeze(0), shown
-    arr = np.asarray(image)
-    if arr.ndim not in (2, 3) or arr.size == 0:
-        raise ExplainError("That does not look like an image.")
-    pil = Image.fromarray(arr.astype(np.uint8)).convert("L" if cfg.image_channels == 1 else "RGB")
-    s = min(1.0, EXPLAIN_MAX_SIDE / max(pil.size))
-    m = max(1, model.size_multiple)
-    w, h = max(8, round(pil.width * s)) // m * m, max(8, round(pil.height * s)) // m * m
-    shown = np.asarray(pil.resize((w, h), Image.BICUBIC))
-    return to_tensor(shown).unsqueeze(0), shown
-
-
-def generate(model, seed: int = 0) -> np.ndarray:
-    """A fresh sample from a noise model (uint8)."""
-    from gancore.inference import sample
-    if getattr(model, "task", "") != "noise":
-        raise ExplainError("Only noise models generate images; upload an image instead.")
-    return sample(model, n=1, seed=int(seed))[0].squeeze()
-
-
-def explain_one(model, image, method: str, opacity: float = 0.5, direction: str = "AB", epochs: int = 50,
-                lr: float = 0.01, seed: int = 0, has_discriminator: bool = True) -> dict:
-    """One method on one image: {"overlay": uint8, "heatmap": float (H, W), "caption": str, "info": dict}."""
-    if method == LATENT_METHOD:
-        return latent_directions(model, seed, opacity)[0]
-    x, shown = prepare(model, image)
-    if method in CYCLEGAN_METHODS:
-        if getattr(model, "task", "") != "translate":
-            raise ExplainError(f"{method} needs a CycleGAN model.")
-        key = CYCLEGAN_METHODS[method]
-        if key == "realness" and not has_discriminator:
-            raise ExplainError("This checkpoint holds no discriminators, so it has no real/fake map.")
-        maps = cyclegan_maps(model, x, direction, realness=key == "realness")
-        heat = maps[key]
-        if key == "realness":
-            info = {"realness_mean": round(maps["realness_mean"], 3)}
-            caption = f"{method} (mean {maps['realness_mean']:.2f}; 1 = looks real)"
-        else:
-            # Absolute units (share of the value range) in the caption; the display is scaled to its maximum.
-            info = {"mean": round(float(heat.mean()), 4), "max": round(float(heat.max()), 4)}
-            caption = f"{method}: mean {heat.mean() * 100:.1f} %, max {heat.max() * 100:.0f} % of the value range"
-            heat = heat / max(float(heat.max()), 1e-6)
-        base = ((maps["output"][0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy() \
-            if key == "realness" else shown
-        return {"overlay": overlay(base, heat, opacity), "heatmap": heat, "caption": caption, "info": info}
-    if method not in DISCRIMINATOR_METHODS:
-        raise ExplainError(f"Unknown method {method!r}.")
-    if not has_discriminator:
-        raise ExplainError("This checkpoint holds no discriminator, so there is no decision to explain.")
-    key = DISCRIMINATOR_METHODS[method]
-    kwargs = {"epochs": int(epochs), "lr": float(lr)} if key == "learned_mask" else {}
-    # The discriminator that judges the explained image (CycleGAN: the one of the input's domain).
-    e = explain(model.discriminator(direction if model.directions().get(direction) else None, "input"),
-                   x, key, **kwargs)
-    info = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.info.items()}
-    caption = f"{method}: D score {e.info['score']:+.2f} ({'real' if e.info['score'] >= 0 else 'fake'})"
-    if "delta" in e.info:
-        caption += f", completeness delta {e.info['delta']:.3g}"
-    if "kept_share" in e.info:
-        caption += f", keeps {e.info['kept_share'] * 100:.0f} % of the image, decision kept: {e.info['decision_kept']}"
-    return {"overlay": overlay(shown, e.heatmap, opacity), "heatmap": e.heatmap, "caption": caption, "info": info}
-
-
-def latent_directions(model, seed: int = 0, opacity: float = 0.5, k: int = 4) -> list[dict]:
-    """Which pixels each of the top-k SeFa directions moves, for the sample drawn with `seed`."""
-    from gancore.imaging import seeded
-    from gancore.analysis.latent import sefa_directions
-    if getattr(model, "task", "") != "noise":
-        raise ExplainError("Latent directions need a noise model (MLP GAN or DCGAN).")
-    z = model.noise(1, generator=seeded(seed))
-    dirs, _ = sefa_directions(model.generator(), k)
-    maps = direction_maps(model.generator(), z, dirs, step=2.0)
-    shown = generate(model, seed)
-    return [{"overlay": overlay(shown, m, opacity), "heatmap": m, "caption": f"SeFa direction {i}", "info": {}}
-            for i, m in enumerate(maps)]
-
-
-def compare(model, image, methods: list[str], opacity: float = 0.5, direction: str = "AB",
-            has_discriminator: bool = True) -> list[dict]:
-    """Several methods side by side (same image, same opacity)."""
-    if not methods:
-        raise ExplainError("Pick at least one method to compare.")
-    out = []
-    for m in methods:
-        if m == LATENT_METHOD:
-            continue
-        out.append(explain_one(model, image, m, opacity, direction, has_discriminator=has_discriminator))
-    return out

@@ -83,7 +83,7 @@ def prepare_drawing(image, size: int = 28, channels: int = 1) -> np.ndarray:
         total = small.sum()
         cy = (small.sum(1) * np.arange(h)).sum() / total if total else h / 2
         cx = (small.sum(0) * np.arange(w)).sum() / total if total else w / 2
-        top = int(round(size / 2 - cy)); left = int(round(size / 2 - cx))
+        top, left = int(round(size / 2 - cy)), int(round(size / 2 - cx))
         top, left = min(max(top, 0), size - h), min(max(left, 0), size - w)
         out = np.zeros((size, size), np.float32)
         out[top:top + h, left:left + w] = small

@@ -35,8 +35,10 @@ import torch
 
 from gancore import __version__
 from gancore.config import to_json
-from gancore.errors import BadInput
+from gancore.data import load_mnist
 from gancore.deploy.onnx_runtime import session
+from gancore.errors import BadInput
+from gancore.inference import load_model
 
 OPSET = 17
 PARITY_TOL = 1e-4                  # max abs difference on [-1, 1] outputs, fp32
@@ -115,8 +117,7 @@ def _write_metadata(path: str, props: dict[str, str]) -> None:
 
 
 def _quantize(fp32_path: str, out_path: str, spec, calibration: list[np.ndarray]) -> dict:
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -138,6 +139,14 @@ def _quantize(fp32_path: str, out_path: str, spec, calibration: list[np.ndarray]
             "quantized_ops": ops, **({"note": "convolution outputs stay float (InstanceNorm follows)"} if extra else {})}
 
 
+def _example_inputs(model, spec, calibration_images, held_out_images, seed: int) -> dict:
+    """The model's own example inputs; a grey masked-reconstruction model is checked on MNIST test digits."""
+    if calibration_images is None and model.task == "inpaint" and model.config.image_channels == 1:
+        data = model.example_inputs(spec, list(load_mnist("test")[0][:96]), held_out_images, seed)
+        return {**data, "source": "MNIST test digits with random masks"}
+    return model.example_inputs(spec, calibration_images, held_out_images, seed)
+
+
 def export_onnx(checkpoint, out: str | os.PathLike, int8: bool = False, network: str | None = None,
                 calibration_images=None, held_out_images=None, parity_tol: float = PARITY_TOL,
                 psnr_min_db: float = INT8_PSNR_MIN_DB, seed: int = 0, latency_repeats: int = 3) -> dict:
@@ -148,7 +157,6 @@ def export_onnx(checkpoint, out: str | os.PathLike, int8: bool = False, network:
     PIL images or uint8 arrays) for CycleGAN's parity, calibration and PSNR; by default the studio's
     bundled examples. Returns a report dict; raises ExportError when parity or the int8 PSNR misses.
     """
-    from gancore.inference import load_model
     model = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_model(checkpoint)
     source_name = "" if isinstance(checkpoint, torch.nn.Module) else Path(checkpoint).name
     model = model.float().cpu().eval()
@@ -161,7 +169,7 @@ def export_onnx(checkpoint, out: str | os.PathLike, int8: bool = False, network:
     if out.suffix != ".onnx":
         raise ExportError(f"output file must end in .onnx, got {out.name!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = model.example_inputs(spec, calibration_images, held_out_images, seed)
+    data = _example_inputs(model, spec, calibration_images, held_out_images, seed)
     x = torch.from_numpy(np.ascontiguousarray(data["parity"], dtype=np.float32))
 
     t0 = time.perf_counter()

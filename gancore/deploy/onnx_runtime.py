@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gancore.errors import BadCheckpoint
+from gancore.imaging import seeded_noise
+
 
 def cpu_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -27,7 +30,6 @@ def session(path: str | os.PathLike, threads: int | None = None):
     """An ONNX Runtime session on the best provider, with `threads` intra-op threads (default: this process's
     cores). Raises BadCheckpoint when the file is not a loadable ONNX model."""
     import onnxruntime as ort
-    from gancore.errors import BadCheckpoint
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or cpu_threads()
     so.log_severity_level = 3
@@ -41,7 +43,6 @@ class OnnxGenerator:
     """One exported generator in an ONNX Runtime session (thread-safe: `run` may be called concurrently)."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        from gancore.errors import BadCheckpoint
         self.path = Path(path)
         if not self.path.is_file():
             raise BadCheckpoint(f"{self.path}: no such ONNX file")
@@ -89,7 +90,6 @@ class OnnxGenerator:
 
     def noise(self, n: int, seed: int = 0) -> np.ndarray:
         """The z `gancore.inference.sample(model, n, seed)` would draw, so seeds match the checkpoint's."""
-        from gancore.imaging import seeded_noise
         return seeded_noise(n, self.config["latent_dim"], seed).numpy()
 
     def __repr__(self):

@@ -23,8 +23,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from gancore.errors import GanStudioError, describe
-from gancore.imaging import png_bytes, tile, to_uint8
+from gancore.config import to_json
+from gancore.data import DataError, open_image
+from gancore.deploy.onnx_runtime import OnnxGenerator
+from gancore.errors import BadCheckpoint, GanStudioError, describe
+from gancore.imaging import png_bytes, seeded, tile, to_uint8
+from gancore.inference import load_model, translate_with
 
 MAX_IMAGES = 256                   # per /generate request
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -53,8 +57,6 @@ class GenerateResponse(BaseModel):
 
 class _TorchBackend:
     def __init__(self, path: Path):
-        from gancore.config import to_json
-        from gancore.inference import load_model
         self.model = load_model(path)
         self.kind = "pytorch"
         self.task, self.model_type = self.model.task, self.model.model_type
@@ -74,13 +76,11 @@ class _TorchBackend:
             return net(x)
 
     def noise(self, n: int, seed: int) -> np.ndarray:
-        from gancore.imaging import seeded
         return self.model.noise(n, generator=seeded(seed)).numpy()
 
 
 class _OnnxBackend:
     def __init__(self, path: Path):
-        from gancore.deploy.onnx_runtime import OnnxGenerator
         self.gen = OnnxGenerator(path)
         self.kind = "onnx"
         self.task, self.model_type, self.config = self.gen.task, self.gen.model_type, self.gen.config
@@ -100,7 +100,6 @@ class _OnnxBackend:
 
 
 def load_backend(model_path: str | os.PathLike):
-    from gancore.errors import BadCheckpoint
     p = Path(model_path)
     if not p.is_file():
         raise BadCheckpoint(f"{p}: no such model file")
@@ -112,7 +111,6 @@ def load_backend(model_path: str | os.PathLike):
 
 def create_app(model_path: str | os.PathLike):
     """FastAPI app serving one model (.safetensors checkpoint or exported .onnx)."""
-    from gancore.data import DataError, open_image
 
     backend = load_backend(model_path)
     app = FastAPI(title="GAN Studio service", version="1",
@@ -188,7 +186,6 @@ def create_app(model_path: str | os.PathLike):
               responses={200: {"content": {"image/png": {}}, "description": "the translated photo"}})
     def translate(image: UploadFile = File(..., description="a photo (PNG, JPEG, ...)"),
                   direction: Literal["AB", "BA"] = Form("AB", description="AB: domain A to B; BA: the reverse")):
-        from gancore.inference import translate_with
 
         if backend.task != "translate":
             raise HTTPException(400, f"this {backend.model_type} model does not translate images; use POST /generate"

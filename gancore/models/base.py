@@ -13,14 +13,15 @@ A model knows everything about itself, so nothing outside `gancore/models/` swit
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
 import torch
 from torch import nn
+
+from gancore.errors import BadInput, Unsupported
 
 
 @dataclass
@@ -110,6 +111,29 @@ def split_held_out(batches: np.ndarray, source: str) -> dict:
 
 
 class GANModel(nn.Module):
+    """The contract between a GAN and the rest of the engine; `registry.register(name, ConfigCls, ModelCls)`
+    makes a subclass available everywhere (training, CLI, studio, export).
+
+    A model must set or implement:
+      model_type, task             its registry name; "noise", "translate" or "inpaint"
+      __init__(config)             build its networks from a frozen config dataclass (stored as `self.config`)
+      train_step(batch, ctx)       one D phase and one G phase with `ctx.optimizers`; returns named losses
+                                   ({"D/real": .., "G/adv": ..})
+      preview(n, generator_group)  (images in [-1, 1], images per row) for the preview grid
+      export_spec(direction)       what ONNX export writes (`ExportSpec`)
+      example_inputs(spec, ...)    real inputs for export parity, int8 calibration and PSNR
+      noise(n, generator)          noise models only: the latent batch G draws from
+
+    A model may override (the defaults fit one generator `G` and one discriminator `D`):
+      networks(), groups()         named networks saved as `<name>.*`; optimisation / DDP units
+      directions(), direction_labels(), inverse(direction)
+                                   translation models: direction -> generator network, words, round trip
+      discriminator(direction, side), generator_networks(), generator_of(group, direction)
+      size_multiple                > 0 for fully convolutional generators (input sides divisible by it)
+      extra_tensors(), load_extra_tensors(tensors)
+                                   state beyond weights that exact resume needs (e.g. image pools)
+    """
+
     model_type: str = ""
     task: str = ""                     # "noise" (z -> image), "translate" (image -> image), "inpaint"
     size_multiple: int = 0             # > 0 for fully convolutional generators (any size divisible by it)
@@ -170,7 +194,6 @@ class GANModel(nn.Module):
         by_network = {net: d for d, net in dirs.items()}
         if name in by_network:
             return by_network[name]
-        from gancore.errors import BadInput
         choices = ", ".join(f"{d!r}" + (f" ({n})" if n != d else "") for d, n in dirs.items())
         raise BadInput(f"{self.model_type} has no direction {name!r}; choose {choices}")
 
@@ -186,7 +209,6 @@ class GANModel(nn.Module):
         return None
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        from gancore.errors import Unsupported
         raise Unsupported(f"{self.model_type} does not generate from noise")
 
     # ---- deployment -------------------------------------------------------------------------------

@@ -192,7 +192,7 @@ class ProjectedPatchD(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.trunk is None:
-            from gancore.analysis.features import Lite0Taps
+            from gancore.features import Lite0Taps
             object.__setattr__(self, "trunk", Lite0Taps(self.TAPS))
         if self.trunk.stem[0].weight.device != x.device:     # not a submodule, so model.to() does not move it
             self.trunk.to(x.device)
@@ -282,7 +282,7 @@ class CUT(GANModel):
     def structure_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """Self-similarity of frozen Lite0 features (two scales): translation keeps the photo's layout."""
         if self._structure is None:
-            from gancore.analysis.features import Lite0Taps
+            from gancore.features import Lite0Taps
             self._structure = Lite0Taps(taps=(1, 2)).to(real.device)
         with torch.no_grad():
             f_real = self._structure(real)

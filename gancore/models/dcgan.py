@@ -1,7 +1,7 @@
 """DCGAN (Radford, Metz, Chintala 2016): transposed-convolution generator with BatchNorm and ReLU,
 strided-convolution discriminator with LeakyReLU, weights initialised N(0, 0.02).
 
-Image sizes 28, 32 or 64 and 1 or 3 channels. The seed's 3-channel generator
+Image sizes 28, 32 or 64 and 1 or 3 channels. The classic 3-channel generator
 (latent -> 512 -> 256 -> 128 -> 3) is
 `DCGANConfig(image_size=32, image_channels=3, base_channels=128, g_extra_convs=0)`. The defaults add one
 3x3 convolution per generator resolution and a spectral-norm discriminator with minibatch std: the recipe
@@ -15,19 +15,19 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from gancore.analysis.features import Lite0Taps
 from gancore.augment import parse_policy
+from gancore.features import Lite0Taps
 from gancore.models.base import init_dcgan_weights
 from gancore.models.noise_gan import NoiseGAN
 
 
 @dataclass(frozen=True)
 class DCGANConfig:
-    latent_dim: int = 100
+    latent_dim: int = 100            # length of the noise vector z
     base_channels: int = 32          # width of the last generator block; earlier blocks double it
-    image_size: int = 28             # 28, 32 or 64
-    image_channels: int = 1
-    d_base_channels: int = 32
+    image_size: int = 28             # side of the square images, pixels: 28, 32 or 64
+    image_channels: int = 1          # 1 = grey, 3 = RGB
+    d_base_channels: int = 32        # width of D's first block; later blocks double it
     g_extra_convs: int = 1           # 3x3 conv + BN + ReLU blocks at each resolution of G but the output
     loss: str = "hinge"              # "hinge" or "bce" (non-saturating, the DCGAN paper's)
     d_minibatch_std: bool = True     # D sees the batch's feature spread (Karras et al. 2018): against mode dropping
@@ -59,8 +59,10 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         start, ups = _plan(cfg.image_size)
         ch = cfg.base_channels * 2 ** (ups - 1)
-        extra = lambda c: [m for _ in range(cfg.g_extra_convs)
-                           for m in (nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True))]
+
+        def extra(c):
+            return [m for _ in range(cfg.g_extra_convs)
+                    for m in (nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True))]
         layers = [nn.ConvTranspose2d(cfg.latent_dim, ch, start, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True),
                   *extra(ch)]
         for _ in range(ups - 1):

@@ -24,25 +24,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gancore.analysis.masking import mask_image, patch_mask, pixel_mask
-from gancore.models.base import (ExportSpec, GANModel, StepContext, example_photos, image_io, init_dcgan_weights,
-                                 set_requires_grad, split_held_out, synthetic_photo)
+from gancore.imaging import square_photo
+from gancore.masks import mask_image, patch_mask, pixel_mask
+from gancore.models.base import (
+    ExportSpec,
+    GANModel,
+    StepContext,
+    example_photos,
+    image_io,
+    init_dcgan_weights,
+    set_requires_grad,
+    split_held_out,
+    synthetic_photo,
+)
 from gancore.models.noise_gan import d_loss, g_loss
 
 
 @dataclass(frozen=True)
 class MaskRecConfig:
     image_size: int = 28             # a multiple of 4
-    image_channels: int = 1
+    image_channels: int = 1          # 1 = grey, 3 = RGB
     base_channels: int = 32          # first encoder block; the next ones double it
-    d_base_channels: int = 32
+    d_base_channels: int = 32        # width of D's first block; later blocks double it
     mask_ratio: float = 0.5          # centre of the training mask share
     mask_ratio_spread: float = 0.3   # each image draws its share from [ratio - spread, ratio + spread]
     patch_size: int = 4              # training patch side (pixels)
     pixel_mask_share: float = 0.25   # fraction of batches masked pixel by pixel instead of by patches
     skip_connection: bool = True     # a U-Net skip at half resolution: sharper fills near visible pixels
     lambda_rec: float = 0.999        # Pathak et al.: 0.999 L2 + 0.001 adversarial
-    lambda_adv: float = 0.001
+    lambda_adv: float = 0.001        # weight of the adversarial loss
     feature_pool: int = 4            # encode(): features average-pooled to feature_pool x feature_pool
 
     def __post_init__(self):
@@ -226,17 +236,12 @@ class MaskRec(GANModel):
                                  "postprocess": "composite: image * (1 - mask) + fill * mask, then to uint8"}})
 
     def example_inputs(self, spec, calibration_images=None, held_out_images=None, seed=0):
-        """Real images of the model's own kind with random masks: MNIST test digits for grey models."""
-        from gancore.imaging import square_photo
+        """Real images of the model's own kind with random masks (the exporter passes MNIST test digits for
+        grey models); the bundled photos when none are given."""
         c, s = self.config.image_channels, self.config.image_size
-        if calibration_images is None and c == 1:
-            from gancore.data import load_mnist
-            imgs = [square_photo(d, s, 1) for d in load_mnist("test")[0][:96]]
-            source = "MNIST test digits with random masks"
-        else:
-            paths = list(calibration_images or []) + list(held_out_images or []) or example_photos()
-            imgs = [square_photo(p, s, c) for p in paths] or [synthetic_photo(s, c, seed + i) for i in range(8)]
-            source = "given photos with random masks" if calibration_images else "bundled photos with random masks"
+        paths = list(calibration_images or []) + list(held_out_images or []) or example_photos()
+        imgs = [square_photo(p, s, c) for p in paths] or [synthetic_photo(s, c, seed + i) for i in range(8)]
+        source = "given images with random masks" if calibration_images else "bundled photos with random masks"
         x = torch.from_numpy(np.stack(imgs))
         masks = self.sample_masks(len(x), generator=torch.Generator().manual_seed(seed))
         return split_held_out(generator_input(x, masks.to(x.dtype)).numpy(), source)

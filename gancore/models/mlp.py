@@ -1,4 +1,4 @@
-"""The classic fully connected GAN (Goodfellow et al. 2014), in the seed's exact architecture.
+"""The classic fully connected GAN (Goodfellow et al. 2014), in its classic architecture.
 
 G: latent 100 -> 256 -> 512 -> 784, LeakyReLU 0.2, Tanh.  D: 784 -> 512 -> 256 -> 1 with Dropout 0.3.
 """
@@ -14,12 +14,12 @@ from gancore.models.noise_gan import NoiseGAN
 
 @dataclass(frozen=True)
 class MLPGANConfig:
-    latent_dim: int = 100
-    g_hidden: tuple = (256, 512)
-    d_hidden: tuple = (512, 256)
-    dropout: float = 0.3
-    image_size: int = 28
-    image_channels: int = 1
+    latent_dim: int = 100            # length of the noise vector z
+    g_hidden: tuple = (256, 512)     # widths of G's hidden layers (a comma list on the command line)
+    d_hidden: tuple = (512, 256)     # widths of D's hidden layers
+    dropout: float = 0.3             # dropout after each of D's hidden layers (0 = none)
+    image_size: int = 28             # side of the square images, pixels
+    image_channels: int = 1          # 1 = grey, 3 = RGB
     loss: str = "bce"                # "bce" (non-saturating) or "hinge"
     augment: str = ""                # DiffAugment policy for D's inputs: a comma list of color, translation, cutout
     ada_target: float = 0.0          # > 0: adaptive augmentation probability (ADA) aiming E[sign D(real)] at this

@@ -29,8 +29,9 @@ def build(services, ckpt, sliders):
     # ---- plain functions -------------------------------------------------------------------------
     def edited(path, z, alphas):
         import torch
-        from gancore.inference import sample
+
         from gancore.analysis.latent import edit
+        from gancore.inference import sample
         z = torch.tensor(np.asarray(z, dtype=np.float32)).reshape(1, -1)
         alphas = [float(a) for a in alphas]
         if any(alphas):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+
 from gancore.errors import BadInput
 
 # The engine (torch) is imported inside the handlers, so building the app does not wait for it.

