@@ -90,7 +90,8 @@ def train_all(names: list[str], minutes: float, out: Path, data: Path, seed: int
 def judge(checkpoint: Path, data: Path, extractor, real_features, source: str = "testA") -> tuple[dict, np.ndarray]:
     """Inception FID / KID x100 of the model's first direction on the `source` test photos (the horses)
     against `real_features` (the test zebras'), and the panel."""
-    from gancore.analysis.evaluation import _read_folder, frechet_distance, kid as _kid
+    from gancore.analysis.evaluation import _read_folder, frechet_distance
+    from gancore.analysis.evaluation import kid as _kid
     from gancore.imaging import grid
     from gancore.inference import load_model, translate
     model = load_model(checkpoint)
@@ -134,6 +135,7 @@ def main() -> None:
     for n in names:
         (out / n).mkdir(parents=True, exist_ok=True)
     from PIL import Image
+
     from gancore.analysis.evaluation import InceptionFeatures, _read_folder
     extractor = None
     for minutes in args.minutes:

@@ -81,6 +81,13 @@ def batch_size(model: str, data: str = "mnist") -> int:
     return recipe_for(model, data).get("batch_size", 64)
 
 
+def studio_models() -> list[tuple[str, str]]:
+    """(label, name) of the models the Train tab offers: those with studio presets, in their rank order."""
+    offered = [info for info in _MODELS.values() if info.studio]
+    return [(info.studio.get("label", info.title), info.name)
+            for info in sorted(offered, key=lambda i: (i.studio.get("rank", 99), i.name))]
+
+
 def studio_settings(model: str, mnist: bool, image_size: int = 0) -> dict:
     """Config settings for a studio run of `model` on MNIST or on uploaded RGB pictures."""
     preset = _MODELS[model].studio
@@ -100,7 +107,8 @@ def studio_settings(model: str, mnist: bool, image_size: int = 0) -> dict:
 
 
 add(ModelInfo("mlp", "noise", "MLP GAN (Goodfellow et al. 2014)",
-              studio={"image_size": {"mnist": 28, "upload": 28}, "channels": True}))
+              studio={"label": "MLP GAN: the original 2014 GAN, fastest", "rank": 2,
+                      "image_size": {"mnist": 28, "upload": 28}, "channels": True}))
 add(ModelInfo("dcgan", "noise", "DCGAN (Radford et al. 2016)",
               # hinge loss + spectral norm + minibatch std in the model config, Adam(0, 0.9) at a high
               # learning rate, EMA of G.
@@ -116,17 +124,20 @@ add(ModelInfo("dcgan", "noise", "DCGAN (Radford et al. 2016)",
               picture_model=dict(augment="color,translation,cutout", ada_target=0.6, base_channels=16,
                                  d_base_channels=16, d_features="lite0", mode_seeking=1.0, image_size=64,
                                  image_channels=3),
-              studio={"image_size": {"mnist": 28, "upload": 32}, "image_sizes": (28, 32, 64), "channels": True}))
+              studio={"label": "DCGAN: convolutional, sharp digits in a minute", "rank": 1,
+                      "image_size": {"mnist": 28, "upload": 32}, "image_sizes": (28, 32, 64), "channels": True}))
 add(ModelInfo("cyclegan", "translate", "CycleGAN (Zhu et al. 2017)",
               # One photo a step, as in the paper: at 256 px a step's activations take about 0.3 GB a photo
               # (the trainer's default batch of 64 wanted more than 24 GB), constant rate then linear decay.
               recipe=dict(batch_size=1, lr_decay_start=0.5),
-              studio={"image_size": {"mnist": 64, "upload": 64}, "load_size_margin": 0.125,
+              studio={"label": "CycleGAN: the same both ways, slower", "rank": 4,
+                      "image_size": {"mnist": 64, "upload": 64}, "load_size_margin": 0.125,
                       "fixed": {"base_channels": 16, "res_blocks": 4, "d_base_channels": 32}}))
 add(ModelInfo("cut", "translate", "CUT / FastCUT contrastive translation (Park et al. 2020)",
               # One photo a step on 128-px crops of 286-px loads, constant rate then linear decay to 0.
               recipe=dict(batch_size=1, lr_decay_start=0.5),
               # The studio: 64-px pictures (whole, no crops: uploads are often small), so a minute shows a change.
-              studio={"image_size": {"mnist": 64, "upload": 64}, "load_size_margin": 0.125,
+              studio={"label": "CUT: turns pictures of one kind into another (two sets, e.g. photos and sketches)",
+                      "rank": 3, "image_size": {"mnist": 64, "upload": 64}, "load_size_margin": 0.125,
                       "fixed": {"crop_size": 0}}))
 add(ModelInfo("maskrec", "inpaint", "Masked reconstruction (context encoder, Pathak et al. 2016)"))

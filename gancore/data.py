@@ -14,40 +14,28 @@ import random
 import shutil
 import stat
 import struct
-import warnings
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile
+from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler, Sampler
-from gancore.errors import BadInput, TooLarge
-from gancore.imaging import to_rgb_or_grey, to_tensor, to_uint8  # noqa: F401  (re-exported)
+
+from gancore.errors import BadInput, DataError, DataTooLarge, TooLarge  # noqa: F401  (DataError re-exported)
+from gancore.imaging import MAX_IMAGE_PIXELS, open_image, to_rgb_or_grey, to_tensor, to_uint8  # noqa: F401
 
 log = logging.getLogger("gancore.data")
 ASSETS = Path(__file__).parent / "assets"
 MNIST_DIR = ASSETS / "mnist"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-MAX_IMAGE_PIXELS = 40_000_000      # decompression-bomb guard for user files
 MAX_ZIP_BYTES = 2_000_000_000      # unpacked, all members together
 MAX_ZIP_MEMBER_BYTES = 100 * 1024 * 1024   # one image file; a 40-megapixel PNG is about 120 MB at most
 MAX_ZIP_MEMBERS = 25_000           # entries of any kind (an upload is decoded up to 20000 images)
 MAX_ZIP_RATIO = 100                # unpacked bytes per zip byte (photos hardly compress; bombs do by 1000x)
 MIN_ZIP_BUDGET = 200 * 1024 * 1024 # a small zip may still unpack to this much
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-# open_image checks the pixel count itself and refuses in one line; PIL's warning would only add noise.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-
-class DataError(BadInput):
-    """Data that cannot be used, with a message a person can act on."""
-
-
-class DataTooLarge(DataError, TooLarge):
-    """An image or archive over a size cap (HTTP 413)."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -110,41 +98,6 @@ class MNISTDataset(Dataset):
 
 # ----------------------------------------------------------------------------------------------------
 # Image files
-
-def open_image(path_or_file, max_pixels: int = MAX_IMAGE_PIXELS, name: str | None = None) -> Image.Image:
-    """Open and fully decode an image (the first frame of an animation), or raise DataError with the reason.
-
-    `name` is what messages call the file (an upload's own name; by default the path's file name). The pixel
-    count is checked from the header before anything is decoded.
-    """
-    name = Path(name or getattr(path_or_file, "name", None) or str(path_or_file)).name
-    if isinstance(path_or_file, (str, os.PathLike)):
-        p = Path(path_or_file)
-        if not p.is_file():
-            raise DataError(f"{name}: no such file")
-        if p.stat().st_size == 0:
-            raise DataError(f"{name}: the file is empty")
-    try:
-        with Image.open(path_or_file) as im:
-            if im.width * im.height > max_pixels:
-                raise DataTooLarge(f"{name}: image is too large ({im.width}x{im.height} pixels; "
-                                   f"at most {max_pixels / 1e6:.0f} megapixels)")
-            im.load()
-            return im.copy()
-    except DataError:
-        raise
-    except Image.DecompressionBombError:
-        raise DataTooLarge(f"{name}: image is too large (over {max_pixels / 1e6:.0f} megapixels; "
-                           "decompression-bomb guard)") from None
-    except MemoryError:
-        raise DataTooLarge(f"{name}: image is too large to decode in memory") from None
-    except Image.UnidentifiedImageError:
-        raise DataError(f"{name}: not a readable image (not an image file, or a format this program cannot "
-                        "read)") from None
-    except Exception as e:    # a damaged file can make a decoder raise almost anything
-        kind = "truncated or damaged" if isinstance(e, (OSError, EOFError, SyntaxError)) else "damaged"
-        raise DataError(f"{name}: not a readable image ({kind}: {e.__class__.__name__})") from None
-
 
 def resize_crop(im: Image.Image, size: int, load_size: int | None = None, rng: random.Random | None = None,
                 flip: bool = False) -> Image.Image:

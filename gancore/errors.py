@@ -38,6 +38,14 @@ class TooLarge(BadInput):
     http_status = 413
 
 
+class DataError(BadInput):
+    """Data that cannot be used, with a message a person can act on."""
+
+
+class DataTooLarge(DataError, TooLarge):
+    """An image or archive over a size cap (HTTP 413)."""
+
+
 class BadCheckpoint(GanStudioError, ValueError):
     title = "Cannot use this model file"
     http_status = 400

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFile
 
-from gancore.errors import BadInput
+from gancore.errors import BadInput, DataError, DataTooLarge
 
 if TYPE_CHECKING:
     import torch
@@ -24,9 +25,50 @@ MAX_ASPECT = 20           # the sides of a photo may differ at most this many ti
 MIN_SIDE = 8
 
 
+MAX_IMAGE_PIXELS = 40_000_000      # decompression-bomb guard for user files
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# open_image checks the pixel count itself and refuses in one line; PIL's warning would only add noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def _bad(message: str) -> Exception:
-    from gancore.data import DataError  # data imports this module: import at call time
     return DataError(message)
+
+
+def open_image(path_or_file, max_pixels: int = MAX_IMAGE_PIXELS, name: str | None = None) -> Image.Image:
+    """Open and fully decode an image (the first frame of an animation), or raise DataError with the reason.
+
+    `name` is what messages call the file (an upload's own name; by default the path's file name). The pixel
+    count is checked from the header before anything is decoded.
+    """
+    name = Path(name or getattr(path_or_file, "name", None) or str(path_or_file)).name
+    if isinstance(path_or_file, (str, os.PathLike)):
+        p = Path(path_or_file)
+        if not p.is_file():
+            raise DataError(f"{name}: no such file")
+        if p.stat().st_size == 0:
+            raise DataError(f"{name}: the file is empty")
+    try:
+        with Image.open(path_or_file) as im:
+            if im.width * im.height > max_pixels:
+                raise DataTooLarge(f"{name}: image is too large ({im.width}x{im.height} pixels; "
+                                   f"at most {max_pixels / 1e6:.0f} megapixels)")
+            im.load()
+            return im.copy()
+    except DataError:
+        raise
+    except Image.DecompressionBombError:
+        raise DataTooLarge(f"{name}: image is too large (over {max_pixels / 1e6:.0f} megapixels; "
+                           "decompression-bomb guard)") from None
+    except MemoryError:
+        raise DataTooLarge(f"{name}: image is too large to decode in memory") from None
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{name}: not a readable image (not an image file, or a format this program cannot "
+                        "read)") from None
+    except Exception as e:    # a damaged file can make a decoder raise almost anything
+        kind = "truncated or damaged" if isinstance(e, (OSError, EOFError, SyntaxError)) else "damaged"
+        raise DataError(f"{name}: not a readable image ({kind}: {e.__class__.__name__})") from None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -100,7 +142,6 @@ def as_pil(image) -> Image.Image:
         if image.ndim not in (2, 3) or image.size == 0:
             raise _bad(f"expected an image array (H, W) or (H, W, C), got shape {image.shape}")
         return Image.fromarray(image.astype(np.uint8))
-    from gancore.data import open_image
     return open_image(image)
 
 

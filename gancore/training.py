@@ -28,57 +28,19 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
+from gancore import catalog, imaging, registry
 from gancore import checkpoint as ckpt
-from gancore import registry
 from gancore.config import from_dict, override, to_json
-from gancore import imaging
 from gancore.data import SeededSampler, collate, make_dataset
+from gancore.devices import resolve_device
+from gancore.errors import GanStudioError
 from gancore.memory import MemoryCeiling, MemoryGuard, ceiling_bytes
 from gancore.models.base import StepContext
-from gancore import catalog
-from gancore.errors import GanStudioError
+from gancore.train_config import TrainConfig
 
 
 class TrainingError(GanStudioError, RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    REMOVED_SETTINGS = ("d_steps_per_g",)   # read by nothing; dropped from older files on load
-    model: str = "dcgan"
-    data: str = "mnist"              # "mnist", "synthetic", or a folder / .zip of images (domain A)
-    data_b: str = ""                 # domain B folder / .zip for translation models
-    batch_size: int = 64
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    steps: int = 0                   # bounds: the run stops at whichever comes first; 0 = unbounded
-    epochs: float = 0
-    minutes: float = 0
-    cpu_minutes: float = 0           # bound by this process's CPU time: equal compute for side-by-side runs
-    lr_decay_start: float = 1.0      # fraction of the run after which lr falls linearly to 0 (1.0 = constant)
-    ema_decay: float = 0.999         # EMA of the generator weights (0 = off)
-    amp: str = "off"                 # "off", "bf16", "fp16" (CUDA, with GradScaler), "auto"
-    channels_last: bool = False
-    device: str = "auto"
-    seed: int = 0
-    deterministic: bool = False
-    num_workers: int = 0
-    data_on_device: bool = False     # keep decoded images on the device, crop there (unpaired data; GPU runs)
-    log_every_steps: int = 10
-    sample_every_steps: int = 200
-    checkpoint_every_steps: int = 1000
-    checkpoint_every_seconds: float = 60   # a kill or crash loses at most this much work (0 = off)
-    memory_limit_gb: float = 0       # past this resident memory the run saves and stops (0 = 80 % of the machine)
-    out_dir: str = ""                # "" = runs/<model>-<date>-<time>; a resumed run writes beside its file
-    init_from: str = ""              # warm start: weights only (e.g. a shipped checkpoint)
-    data_limit: int = 0              # use only the first N training items (0 = all)
-    # Quality curve (noise models): KID of samples against pictures held out of training, and sample diversity.
-    quality: bool = True             # measure against the pictures an image folder holds out (a tenth, 20-500)
-    quality_every_steps: int = 0     # 0 = as often as costs about 5 % of the run's time (analysis/quality.py)
-    quality_samples: int = 200       # generated samples per measurement (fixed latents)
 
 
 def recommended(model: str = "dcgan", **changes) -> TrainConfig:
@@ -114,14 +76,6 @@ class Event:
     path: str = ""
     message: str = ""
     metrics: dict = field(default_factory=dict)   # "quality": {"kid", "diversity", "step", ...}; "start": history
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError("CUDA was requested but no GPU is available; use device=cpu or auto")
-    return torch.device(name)
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:

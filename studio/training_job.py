@@ -239,6 +239,7 @@ class TrainingJob:
 
     def _drain(self, trainer_args: dict) -> None:
         import torch
+
         from gancore.training import Trainer
         torch.set_num_threads(TRAIN_THREADS)     # this thread only: inference keeps the other core
         try:
@@ -362,6 +363,7 @@ def safe_run_name(name: str) -> str:
 def _budget(steps, minutes) -> tuple[int, float]:
     """A run's budget from a form or the API: finite, not negative (Infinity and NaN are refused)."""
     import math
+
     from gancore.config import ConfigError
     try:
         minutes = float(minutes or 0)

@@ -9,13 +9,10 @@ import html
 
 import gradio as gr
 
-from gancore.catalog import batch_size as recipe_batch_size, learning_rate, task_of
+from gancore.catalog import batch_size as recipe_batch_size
+from gancore.catalog import learning_rate, studio_models, task_of
 from studio.ui import friendly, png_file
 
-MODELS = [("DCGAN: convolutional, sharp digits in a minute", "dcgan"),
-          ("MLP GAN: the original 2014 GAN, fastest", "mlp"),
-          ("CUT: turns pictures of one kind into another (two sets, e.g. photos and sketches)", "cut"),
-          ("CycleGAN: the same both ways, slower", "cyclegan")]
 DATA = [("MNIST handwritten digits (bundled)", "mnist"), ("My images (upload a .zip)", "upload")]
 ACTIVE = ("running", "stopping")
 
@@ -163,7 +160,7 @@ def build(services):
                 "recognisable samples after a minute.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=300):
-            model = gr.Radio(MODELS, value="dcgan", label="Model",
+            model = gr.Radio(studio_models(), value="dcgan", label="Model",
                              info="What kind of GAN to train. DCGAN is the best first choice.")
             data = gr.Radio(DATA, value="mnist", label="Training images",
                             info="Bundled digits work right away; a zip of your own images (jpg/png) also works.")
