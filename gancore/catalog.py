@@ -17,10 +17,10 @@ class ModelInfo:
     task: str                        # "noise" (z -> image), "translate" (image -> image), "inpaint"
     title: str
     # Training settings measured best for the model on digits (bench/dcgan_recipes.py, weights/dcgan_mnist.md),
-    # applied under the user's own settings by `training.recommended`.
+    # applied under the user's own settings by `recipes.recommended`.
     recipe: dict = field(default_factory=dict)
     # The same for a folder or zip of the user's own colour pictures (bench/colour_recipes.py): training
-    # settings, and model settings (augmentation) that `training.recommended_model_config` applies.
+    # settings, and model settings (augmentation) that `recipes.recommended_model_config` applies.
     picture_recipe: dict = field(default_factory=dict)
     picture_model: dict = field(default_factory=dict)
     # Studio presets: small configs that train in minutes on a laptop CPU. `image_size` per data source

@@ -22,10 +22,12 @@ from gancore.analysis import evaluation
 from gancore.config import ConfigError, describe_fields
 from gancore.deploy import export, serve
 from gancore.distill import DistillConfig, Distiller
-from gancore.errors import BadInput, GanStudioError, TooLarge, describe
+from gancore.errors import BadInput, GanStudioError, TooLarge, TrainingError, describe
 from gancore.imaging import seeded
 from gancore.inference import header_summary, load_model, sample
-from gancore.training import TrainConfig, Trainer, TrainingError, _format, make_grid, recommended, recommended_model_config
+from gancore.recipes import recommended, recommended_model_config
+from gancore.train_config import TrainConfig
+from gancore.training import Trainer, format_event, make_grid
 from gancore.translate_files import translate_paths
 from gancore.video import is_video, translate_clip
 
@@ -141,11 +143,11 @@ def cmd_train(args) -> int:
                     last = int(ev.progress * 1000)
                     bar.set_postfix_str(f"step {ev.step} {ev.images_per_s:.0f} img/s")
                 elif not args.quiet:
-                    print(_format(ev), flush=True)
+                    print(format_event(ev), flush=True)
             elif ev.kind == "sample" and args.save_samples:
                 Image.fromarray(ev.grid.squeeze()).save(Path(trainer.out_dir) / f"sample_{ev.step:07d}.png")
             elif ev.kind == "quality" and not args.quiet:
-                print(_format(ev), flush=True)
+                print(format_event(ev), flush=True)
             elif ev.kind in ("start", "end", "checkpoint") and not args.quiet:
                 print(f"[{ev.kind}] {ev.message or ev.path}", flush=True)
     except KeyboardInterrupt:

@@ -61,6 +61,10 @@ class Busy(GanStudioError):
     http_status = 409
 
 
+class TrainingError(GanStudioError, RuntimeError):
+    """A run that cannot start (no bound, a folder another run holds) or stopped on a NaN/inf loss."""
+
+
 @dataclass(frozen=True)
 class Described:
     """What a person sees for an exception: a title, one line of text, and whether it is our bug."""

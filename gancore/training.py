@@ -28,38 +28,19 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from gancore import catalog, imaging, registry
 from gancore import checkpoint as ckpt
-from gancore.config import from_dict, override, to_json
+from gancore import imaging, registry
+from gancore.analysis import quality
+from gancore.config import from_dict, to_json
 from gancore.data import SeededSampler, collate, make_dataset
 from gancore.devices import resolve_device
-from gancore.errors import GanStudioError
+from gancore.errors import TrainingError
+from gancore.inference import load_weights_into
 from gancore.memory import MemoryCeiling, MemoryGuard, ceiling_bytes
 from gancore.models.base import StepContext
+from gancore.recipes import recommended, recommended_model_config  # noqa: F401  (callers import them from here)
+from gancore.run_dirs import claim_out_dir, default_out_dir, release_out_dir
 from gancore.train_config import TrainConfig
-
-
-class TrainingError(GanStudioError, RuntimeError):
-    pass
-
-
-def recommended(model: str = "dcgan", **changes) -> TrainConfig:
-    """A TrainConfig with the settings measured best for `model` on the data `changes` name (digits, or the
-    user's own pictures: its catalog recipes), then `changes`.
-
-    `changes` set to None are ignored (unset command-line flags).
-    """
-    registry.get(model)                       # an unknown model name fails here, with the list of known ones
-    recipe = catalog.recipe_for(model, changes.get("data") or TrainConfig.data)
-    return override(TrainConfig(model=model, **recipe), **changes)
-
-
-def recommended_model_config(model: str, data: str, **changes):
-    """`model`'s config with the settings measured best for this kind of data (e.g. augmentation for a small
-    set of pictures), then `changes`."""
-    entry = registry.get(model)
-    # Two steps: an unset change (None) keeps the recipe's value instead of erasing it.
-    return override(override(entry.config_cls(), **catalog.model_settings_for(model, data)), **changes)
 
 
 @dataclass
@@ -154,8 +135,7 @@ class Trainer:
             config, model_config = self._load_resume(resume, config, resume_changes or {})
         self.config = config
         self.model_config = model_config or registry.get(config.model).config_cls()
-        from gancore.registry import check_training
-        check_training(config, self.model_config)     # NaN rates, negative sizes, configs too large to build
+        registry.check_training(config, self.model_config)     # NaN rates, negative sizes, configs too large to build
         self.dataset = dataset
         self.out_dir = Path(config.out_dir or default_out_dir(config.model))
         self.state = RunState()
@@ -198,10 +178,10 @@ class Trainer:
         s = self._setup()
         self.model = s.model
         if s.is_main:
-            quality = (f"; quality checked against {s.meter.count} {s.meter.label}" if s.meter else "")
+            judged = (f"; quality checked against {s.meter.count} {s.meter.label}" if s.meter else "")
             yield Event("start", step=st.step, epoch=st.epoch, message=f"training {cfg.model} on {s.device}"
                         f"{f' x{s.world} processes' if s.world > 1 else ''}, {len(s.dataset)} images, "
-                        f"{s.per_epoch} steps per epoch, writing to {self.out_dir}{quality}",
+                        f"{s.per_epoch} steps per epoch, writing to {self.out_dir}{judged}",
                         metrics={"quality": list(st.quality)})
         preview_batch, window = None, [time.perf_counter(), 0]
         guard, too_big = MemoryGuard(ceiling_bytes(cfg.memory_limit_gb)), ""
@@ -280,7 +260,6 @@ class Trainer:
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         if cfg.init_from and self.resume_tensors is None:
-            from gancore.inference import load_weights_into
             load_weights_into(model, cfg.init_from)
         groups = model.groups()
         betas = (cfg.beta1, cfg.beta2)
@@ -312,9 +291,8 @@ class Trainer:
         bounds = [b for b in (cfg.steps, cfg.epochs * per_epoch if cfg.epochs else 0) if b]
         meter = None
         if rank == 0:
-            from gancore.analysis.quality import meter_for
             with torch.random.fork_rng(devices=[]):     # building the judge (once per process) draws no training RNG
-                meter = meter_for(cfg, model, dataset)
+                meter = quality.meter_for(cfg, model, dataset)
         st = self.state
         st.next_quality = st.step + (cfg.quality_every_steps or 10)
         st.t_start = st.last_save_t = time.perf_counter()
@@ -383,7 +361,6 @@ class Trainer:
 
     def _check_quality(self, s: Setup) -> Event:
         """Measure, schedule the next check, keep the best checkpoint (best.safetensors) by KID."""
-        from gancore.analysis import quality
         cfg, st = self.config, self.state
         t0 = time.perf_counter()
         point = {"step": st.step, **s.meter.measure(s.model, s.ema or s.model.groups()["G"])}
@@ -439,11 +416,6 @@ class Trainer:
 # ----------------------------------------------------------------------------------------------------
 # Set-up helpers
 
-def default_out_dir(model: str) -> str:
-    """runs/<model>-<date>-<time>: every run its own folder unless told otherwise."""
-    return f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def _init_distributed(device: torch.device) -> tuple[torch.device, int, int]:
     """Under torchrun (WORLD_SIZE > 1): one process group, this rank's GPU. Returns (device, rank, world)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -483,37 +455,6 @@ def _make_loader(cfg: TrainConfig, dataset, device, rank: int, world: int):
     if cfg.num_workers > 0:
         kwargs["prefetch_factor"] = 4
     return sampler, DataLoader(dataset, **kwargs), per_epoch
-
-
-def claim_out_dir(out_dir: Path, resuming: bool) -> None:
-    """Refuse to start a new run over another run's checkpoint, or while another process writes there.
-
-    A `.lock` file holds the writer's PID while a run goes; a lock whose process is gone is stale. Temporary
-    files a killed writer left behind are removed.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not resuming and (out_dir / "last.safetensors").exists():
-        raise TrainingError(f"{out_dir} already holds a run (last.safetensors); resume it with --resume "
-                            f"{out_dir / 'last.safetensors'} or choose another output folder")
-    lock = out_dir / ".lock"
-    try:
-        pid = int(lock.read_text().strip() or 0)
-    except (OSError, ValueError):
-        pid = 0
-    if pid and pid != os.getpid() and ckpt.process_alive(pid):
-        raise TrainingError(f"another training process (PID {pid}) is writing to {out_dir}; "
-                            "wait for it or choose another output folder")
-    lock.write_text(str(os.getpid()))
-    ckpt.clean_orphans(out_dir / "last.safetensors")
-
-
-def release_out_dir(out_dir: Path) -> None:
-    lock = Path(out_dir) / ".lock"
-    try:
-        if lock.read_text().strip() == str(os.getpid()):
-            lock.unlink()
-    except OSError:
-        pass
 
 
 def _all_finite(model) -> bool:
@@ -564,12 +505,13 @@ def train(config: TrainConfig, model_config=None, resume=None, quiet=False) -> s
         if ev.kind == "error":
             raise TrainingError(ev.message)
         if not quiet and ev.kind in ("step", "start", "end", "quality"):
-            print(_format(ev), flush=True)
+            print(format_event(ev), flush=True)
         last = ev
     return last.path if last else ""
 
 
-def _format(ev: Event) -> str:
+def format_event(ev: Event) -> str:
+    """One line of text for a progress event, as `train()` and the command line print it."""
     if ev.kind == "quality":
         m = ev.metrics
         moved = f" identity distance {m['identity']:.3f}" if "identity" in m else ""

@@ -395,7 +395,7 @@ def test_eval_skips_bad_test_images(corpus, monkeypatch, tmp_path):
 def test_config_validation():
     from gancore import registry
     from gancore.config import ConfigError
-    from gancore.training import recommended
+    from gancore.recipes import recommended
     for bad in (dict(lr_g=float("nan")), dict(lr_d=float("inf")), dict(batch_size=0), dict(steps=-1),
                 dict(minutes=float("inf")), dict(batch_size="8"), dict(beta1=2.0)):
         with pytest.raises(ConfigError):

@@ -9,7 +9,8 @@ import torch
 from gancore import catalog, registry
 from gancore import checkpoint as ckpt
 from gancore.memory import MemoryCeiling, MemoryGuard, rss_bytes
-from gancore.training import TrainConfig, Trainer, recommended, recommended_model_config
+from gancore.recipes import recommended, recommended_model_config
+from gancore.training import TrainConfig, Trainer
 from tests.helpers import emoji_pictures, tiny_config
 
 MB = 2**20

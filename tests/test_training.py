@@ -152,7 +152,7 @@ def test_data_on_device_trains_like_the_loader(tmp_path, h2z):
 
 def test_recommended_settings_sit_under_the_users():
     from gancore.catalog import learning_rate
-    from gancore.training import recommended
+    from gancore.recipes import recommended
     assert recommended("dcgan").lr_g == learning_rate("dcgan") != TrainConfig().lr_g   # the measured recipe
     assert recommended("dcgan", lr_g=1e-4, steps=None).lr_g == 1e-4                   # the user's value wins
     assert recommended("mlp") == TrainConfig(model="mlp")                              # no recipe: plain defaults
@@ -162,7 +162,7 @@ def test_recommended_settings_sit_under_the_users():
 
 def test_the_recipe_is_picked_by_data():
     from gancore import catalog
-    from gancore.training import recommended, recommended_model_config
+    from gancore.recipes import recommended, recommended_model_config
     digits, pictures = recommended("dcgan", data="mnist"), recommended("dcgan", data="my/icons.zip")
     assert digits.lr_g == catalog.get("dcgan").recipe["lr_g"]
     assert pictures.lr_g == catalog.get("dcgan").picture_recipe["lr_g"] != digits.lr_g
@@ -172,3 +172,12 @@ def test_the_recipe_is_picked_by_data():
     assert recommended_model_config("dcgan", "my/icons", augment="").augment == ""
     assert recommended_model_config("dcgan", "my/icons", image_size=None).image_size == 64      # unset: the recipe's
     assert recommended_model_config("mlp", "my/icons") == recommended_model_config("mlp", "mnist")   # no recipe
+
+
+def test_the_training_module_still_offers_what_callers_import_from_it():
+    """Recipes and the error moved to their own modules; `from gancore.training import ...` keeps working."""
+    from gancore import errors, recipes, training
+    assert training.recommended is recipes.recommended
+    assert training.recommended_model_config is recipes.recommended_model_config
+    assert training.TrainingError is errors.TrainingError
+    assert all(callable(getattr(training, n)) for n in ("TrainConfig", "Trainer", "Event", "train", "format_event"))

@@ -7,7 +7,7 @@ from torch import nn
 from gancore.analysis.quality import TranslationMeter, copying, translation_verdict
 from gancore.data import UnpairedDataset
 from gancore.features import PictureFeatures
-from gancore.training import TrainConfig, Trainer, _format
+from gancore.training import TrainConfig, Trainer, format_event
 from tests.helpers import tiny_config
 
 
@@ -60,7 +60,7 @@ def test_a_translation_run_shows_its_curve_and_keeps_the_best(tmp_path, h2z):
     assert [e.step for e in quality] == [10, 20]
     for e in quality:
         assert {"kid", "photo_kid", "identity", "diversity"} <= set(e.metrics)
-        assert "identity distance" in _format(e) and e.message
+        assert "identity distance" in format_event(e) and e.message
     steps = [e for e in events if e.kind == "step"]
     assert {"G/identity_distance", "D/acc_real", "D/acc_fake"} <= set(steps[-1].losses)
     assert (tmp_path / "run" / "best.safetensors").exists()
