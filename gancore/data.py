@@ -11,11 +11,7 @@ import gzip
 import logging
 import os
 import random
-import shutil
-import stat
 import struct
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +20,21 @@ from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from gancore.errors import BadInput, DataError, DataTooLarge, TooLarge  # noqa: F401  (DataError re-exported)
+from gancore.files import (  # noqa: F401  (callers import them from here)
+    IMAGE_SUFFIXES,
+    MAX_ZIP_BYTES,
+    MAX_ZIP_MEMBER_BYTES,
+    MAX_ZIP_MEMBERS,
+    MAX_ZIP_RATIO,
+    MIN_ZIP_BUDGET,
+    list_images,
+    safe_extract_zip,
+)
 from gancore.imaging import MAX_IMAGE_PIXELS, open_image, to_rgb_or_grey, to_tensor, to_uint8  # noqa: F401
 
 log = logging.getLogger("gancore.data")
 ASSETS = Path(__file__).parent / "assets"
 MNIST_DIR = ASSETS / "mnist"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-MAX_ZIP_BYTES = 2_000_000_000      # unpacked, all members together
-MAX_ZIP_MEMBER_BYTES = 100 * 1024 * 1024   # one image file; a 40-megapixel PNG is about 120 MB at most
-MAX_ZIP_MEMBERS = 25_000           # entries of any kind (an upload is decoded up to 20000 images)
-MAX_ZIP_RATIO = 100                # unpacked bytes per zip byte (photos hardly compress; bombs do by 1000x)
-MIN_ZIP_BUDGET = 200 * 1024 * 1024 # a small zip may still unpack to this much
-
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -115,82 +114,6 @@ def resize_crop(im: Image.Image, size: int, load_size: int | None = None, rng: r
     if flip and rng is not None and rng.random() < 0.5:
         im = im.transpose(Image.FLIP_LEFT_RIGHT)
     return im
-
-
-def safe_extract_zip(zip_path: Path, target: Path, max_bytes: int = MAX_ZIP_BYTES,
-                     max_member_bytes: int = MAX_ZIP_MEMBER_BYTES, max_members: int = MAX_ZIP_MEMBERS) -> Path:
-    """Extract image members only, streamed in 1 MB chunks (never a whole member in memory).
-
-    A member cannot write outside `target`; symlink members are skipped; the number of members, each member's
-    size and the total are capped, counting the bytes actually unpacked (a zip's own size fields may lie).
-    On any refusal what was unpacked is removed.
-    """
-    name = Path(zip_path).name
-    target = Path(target).resolve()
-    created = not target.exists()
-    try:
-        zf = zipfile.ZipFile(zip_path)
-        infos = zf.infolist()
-        # What this zip may unpack to: the cap, or less for a small zip (a 1.5 MB zip is not 1.5 GB of photos).
-        max_bytes = min(max_bytes, max(MIN_ZIP_BUDGET, MAX_ZIP_RATIO * Path(zip_path).stat().st_size))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise DataError(f"{name}: not a readable zip file ({e.__class__.__name__})") from None
-    try:
-        with zf:
-            if len(infos) > max_members:
-                raise DataTooLarge(f"{name}: holds {len(infos)} entries; at most {max_members}")
-            declared = sum(i.file_size for i in infos)
-            if declared > max_bytes:
-                raise DataTooLarge(f"{name}: unpacks to {declared / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB "
-                                   "this zip may unpack to")
-            target.mkdir(parents=True, exist_ok=True)
-            total = 0
-            for info in infos:
-                if info.is_dir() or Path(info.filename).suffix.lower() not in IMAGE_SUFFIXES:
-                    continue
-                if stat.S_ISLNK(info.external_attr >> 16):
-                    log.warning("skipped symlink zip member: %s", info.filename)
-                    continue
-                dest = (target / info.filename).resolve()
-                if target not in dest.parents:
-                    log.warning("skipped zip member outside the target folder: %s", info.filename)
-                    continue
-                if info.file_size > max_member_bytes:
-                    raise DataTooLarge(f"{name}: member {info.filename} unpacks to {info.file_size / 1e6:.0f} MB; "
-                                       f"at most {max_member_bytes / 1e6:.0f} MB per file")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                written = 0
-                with zf.open(info) as src, open(dest, "wb") as out:
-                    while chunk := src.read(1 << 20):
-                        written += len(chunk)
-                        total += len(chunk)
-                        if written > max_member_bytes:
-                            raise DataTooLarge(f"{name}: member {info.filename} unpacks to more than "
-                                               f"{max_member_bytes / 1e6:.0f} MB per file")
-                        if total > max_bytes:
-                            raise DataTooLarge(f"{name}: unpacks to more than the {max_bytes / 1e6:.0f} MB "
-                                               "this zip may unpack to")
-                        out.write(chunk)
-    except BaseException as e:
-        if created:
-            shutil.rmtree(target, ignore_errors=True)
-        if isinstance(e, DataError):
-            raise
-        if isinstance(e, (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError, zlib.error)):
-            raise DataError(f"{name}: a member is damaged or encrypted ({e.__class__.__name__})") from None
-        raise
-    return target
-
-
-def list_images(root: str | os.PathLike) -> list[Path]:
-    root = Path(root)
-    if not root.exists():
-        raise DataError(f"{root}: no such folder or zip file")
-    if root.is_file() and root.suffix.lower() == ".zip":
-        root = safe_extract_zip(root, root.with_suffix(""))
-    if root.is_file():
-        return [root]
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 HOLD_OUT_SEED = 20240611

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from gancore.data import IMAGE_SUFFIXES, DataError
-from gancore.errors import BadInput
+from gancore.errors import BadInput, DataError
+from gancore.files import IMAGE_SUFFIXES
 from gancore.inference import load_model, translate
 
 

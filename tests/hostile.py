@@ -260,7 +260,7 @@ def _strip_meta(src: Path, dst: Path, key: str) -> Path:
 # ----------------------------------------------------------------------------------------------------
 # Zips and ONNX files
 
-ZIP_MEMBER_CAP = 100 * 1024 * 1024     # what gancore.data allows per member (checked by the tests)
+ZIP_MEMBER_CAP = 100 * 1024 * 1024     # what gancore.files allows per member (checked by the tests)
 
 
 def zip_cases(root: Path, bomb_mb: int = 256) -> list[Case]:

@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gancore.data import DataError, ImageFolderDataset, MNISTDataset, UnpairedDataset, load_mnist, safe_extract_zip
+from gancore.data import DataError, ImageFolderDataset, MNISTDataset, UnpairedDataset, load_mnist
+from gancore.files import safe_extract_zip
 
 
 def test_mnist_from_bundled_idx_files():
@@ -69,6 +70,15 @@ def test_corrupt_zip_is_a_clear_error(tmp_path):
     z.write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(DataError, match="not a readable zip"):
         ImageFolderDataset(z)
+
+
+def test_unpacking_a_zip_needs_no_torch():
+    """The studio unpacks and checks an upload before the engine (torch) is imported."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = "import sys, gancore.files; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
 def test_unpaired_real_files_grey_converted(h2z):

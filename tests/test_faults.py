@@ -213,7 +213,7 @@ def test_sixteen_bit_png_is_not_white(corpus):
 
 
 def test_zips(corpus, capsys, tmp_path):
-    from gancore.data import safe_extract_zip
+    from gancore.files import safe_extract_zip
     from studio.services import Services
     studio = Services(weights_dir=tmp_path / "none", runs_dir=tmp_path / "runs")
     for c in _of(corpus, "zip"):

@@ -4,7 +4,7 @@ circle. Read from the source with `ast`, so nothing is imported.
 
     0  errors, config, train_config, catalog             torch-free facts and value checks
     1  imaging, augment, masks, features, checkpoint,    primitives, frozen feature networks, file format,
-       devices, memory, run_dirs                         a run folder's lock
+       devices, memory, files, run_dirs                  the user's files read safely; a run folder's lock
     2  models/                                           one file per GAN
     3  registry, recipes, data                           names -> classes; measured settings; datasets
     4  inference                                         loading with shape checks, sample, translate
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     0: ("gancore", "gancore.errors", "gancore.config", "gancore.train_config", "gancore.catalog"),
     1: ("gancore.imaging", "gancore.augment", "gancore.masks", "gancore.features", "gancore.checkpoint",
-        "gancore.devices", "gancore.memory", "gancore.run_dirs"),
+        "gancore.devices", "gancore.memory", "gancore.files", "gancore.run_dirs"),
     2: ("gancore.models",),
     3: ("gancore.registry", "gancore.recipes", "gancore.data"),
     4: ("gancore.inference",),
