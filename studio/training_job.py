@@ -2,16 +2,14 @@
 
 The job keeps the run's state so a reloaded page shows where it is. Runs save a resumable checkpoint every
 60 s and every 200 steps, and on stop; a studio that was killed or restarted lists the interrupted run
-(`interrupted_runs`) and can resume it (`resume`). Uploaded zips are unpacked inside the run's folder and
-removed when the run finishes. No gradio here.
+(`interrupted_runs`) and can resume it (`resume`). The form becomes settings in `studio.train_settings`;
+uploaded zips are unpacked and decoded by `studio.uploads`. No gradio here.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import os
-import re
 import shutil
 import threading
 import time
@@ -19,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gancore import catalog
-from gancore.errors import BadInput, Busy, TooLarge, first_line
+from gancore.config import ConfigError, from_dict
+from gancore.errors import BadInput, Busy, first_line
+from gancore.train_config import TrainConfig
+from studio import train_settings, uploads
 
 log = logging.getLogger("studio")
 
 MAX_LOSS_POINTS = 2000               # loss history kept for the plot; older points are thinned
-CHECKPOINT_EVERY_STEPS = 200         # with CHECKPOINT_EVERY_SECONDS: a kill loses at most the larger of the two
-CHECKPOINT_EVERY_SECONDS = 60
 # torch threads for the job: all cores but one, which serves the pages (two busy torch pools on two cores run
 # many times slower than one each; bench/slider_latency.py --during-training).
 TRAIN_THREADS = max(1, (os.cpu_count() or 2) - 1)
@@ -90,49 +89,30 @@ class TrainingJob:
         Data problems (a broken zip, no images) raise DataError here, before anything starts.
         """
         from gancore import registry
-        from gancore.config import ConfigError
-        from gancore.data import DataError
-        from gancore.training import recommended, recommended_model_config
 
         self._reserve()
         created = None                       # the run's folder, removed again if the run does not start
         try:
             entry = registry.get(model)
-            steps, minutes = _budget(steps, minutes)
-            if steps <= 0 and minutes <= 0:
-                raise ConfigError("give the run a time budget: a number of minutes or of steps above 0")
-            if minutes > 24 * 60 or steps > 10_000_000:
-                raise ConfigError("that budget is too large for the studio; use the command line for long runs")
-            batch_size = int(batch_size)
-            if not 1 <= batch_size <= 1024:
-                raise ConfigError("batch size must be between 1 and 1024")
-            name = safe_run_name(run_name) or f"{model}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+            steps, minutes, batch_size = train_settings.checked_budget(steps, minutes, batch_size)
+            name = train_settings.run_name(run_name, model)
             out_dir = self.runs_dir / name
             if out_dir.exists():
                 raise ConfigError(f"a run named {name!r} already exists; choose another name")
             created = out_dir
-            if entry.task == "translate" and data == "mnist":
-                raise DataError(f"{entry.title.split(' (')[0]} learns between two sets of pictures: upload a zip for "
-                                "each")
-            data_a = self._unpack(data, upload, out_dir, "data")
-            data_bb = self._unpack(data_b or "upload", upload_b, out_dir, "data_b") if entry.task == "translate" else ""
-            model_cfg = recommended_model_config(model, data_a,
-                                                 **catalog.studio_settings(model, data_a == "mnist", image_size))
-            every = int(sample_every_steps or 0) or (max(5, min(100, steps // 10)) if steps else 50)
-            cfg = recommended(model, data=data_a, data_b=data_bb, batch_size=batch_size,
-                              lr_g=float(lr) if lr else None, lr_d=float(lr) if lr else None, steps=steps,
-                              minutes=minutes, out_dir=str(out_dir),
-                              log_every_steps=max(1, min(10, steps // 20)) if steps else 10,
-                              sample_every_steps=every, checkpoint_every_steps=CHECKPOINT_EVERY_STEPS,
-                              checkpoint_every_seconds=CHECKPOINT_EVERY_SECONDS, amp="off", device="auto")
-            dataset = self._dataset(cfg, model_cfg, out_dir, upload, upload_b)
+            train_settings.check_data_source(entry, data)
+            data_a = uploads.unpack(data, upload, out_dir, "data")
+            data_bb = uploads.unpack(data_b or "upload", upload_b, out_dir, "data_b") if entry.task == "translate" else ""
+            cfg, model_cfg = train_settings.run_settings(model, data_a, data_bb, out_dir, steps, minutes, batch_size,
+                                                         lr, image_size, sample_every_steps)
+            dataset = uploads.decode(cfg, model_cfg, out_dir, upload, upload_b)
         except BaseException:
             if created is not None:
                 shutil.rmtree(created, ignore_errors=True)
             with self._lock:
                 self._starting = False
             raise
-        self._launch(name, model, f"starting {entry.title} on {_describe_data(data_a)}",
+        self._launch(name, model, f"starting {entry.title} on {train_settings.describe_data(data_a)}",
                      dict(config=cfg, model_config=model_cfg, dataset=dataset))
         return name
 
@@ -213,30 +193,6 @@ class TrainingJob:
             self._thread.start()
             self._starting = False
 
-    def _dataset(self, cfg, model_cfg, out_dir: Path, upload: str, upload_b: str):
-        """Uploads are decoded now, so a broken zip is reported at once; MNIST (always fine, a few seconds
-        to unpack) is prepared in the thread and kept for the next run."""
-        from gancore.config import ConfigError
-        from gancore.data import DataError, make_dataset
-        if cfg.data == "mnist":
-            return None
-        try:
-            dataset = make_dataset(cfg, model_cfg)
-        except DataError as e:           # name the user's file, not the folder it was unpacked to
-            shutil.rmtree(out_dir, ignore_errors=True)
-            msg = str(e).replace(Path(cfg.data).name, Path(upload).name)
-            if cfg.data_b:
-                msg = msg.replace(Path(cfg.data_b).name, Path(upload_b).name)
-            raise DataError(msg) from None
-        except BaseException:
-            shutil.rmtree(out_dir, ignore_errors=True)
-            raise
-        if len(dataset) < cfg.batch_size:
-            shutil.rmtree(out_dir, ignore_errors=True)
-            raise ConfigError(f"the data has {len(dataset)} images, fewer than one batch of {cfg.batch_size}; "
-                              "lower the batch size or add images")
-        return dataset
-
     def _drain(self, trainer_args: dict) -> None:
         import torch
 
@@ -262,7 +218,7 @@ class TrainingJob:
                 with self._lock:
                     self._apply(ev)
             if self._state.status == "finished":
-                _remove_unpacked(Path(trainer.out_dir))
+                uploads.remove_unpacked(Path(trainer.out_dir))
         except Exception as e:  # the thread must never die silently: the page shows the reason
             log.exception("training failed")
             with self._lock:
@@ -314,68 +270,8 @@ class TrainingJob:
         s.verdict = verdict(s.quality) if s.quality else ""
         s.collapsed = collapsed(s.quality)
 
-    def _unpack(self, data: str, upload: str, out_dir: Path, tag: str) -> str:
-        """MNIST, or an uploaded zip unpacked (images only, no path escapes) inside the run's folder."""
-        from gancore.data import DataError, safe_extract_zip
-        if data == "mnist" and tag == "data":
-            return "mnist"
-        if not upload:
-            raise DataError("upload a .zip file of images first")
-        src = Path(upload)
-        if not src.is_file():
-            raise DataError("the uploaded file is gone; upload it again")
-        target = out_dir / f".{tag}"
-        target.mkdir(parents=True, exist_ok=True)
-        try:
-            safe_extract_zip(src, target)
-        except DataError as e:
-            shutil.rmtree(out_dir, ignore_errors=True)
-            if isinstance(e, TooLarge):      # say which cap, not just "unreadable"
-                raise
-            raise DataError(f"{src.name} is not a readable zip file of images") from None
-        return str(target)
 
-
-def _resume_config(path: str):
+def _resume_config(path: str) -> TrainConfig:
     """The bounds and folder of a resumed studio run: its saved settings (the trainer reads the rest)."""
     from gancore import checkpoint as ckpt
-    from gancore.config import from_dict
-    from gancore.training import TrainConfig
-    saved = from_dict(TrainConfig, json.loads(ckpt.read_header(path)["train_state"])["train_config"])
-    return saved
-
-
-def _remove_unpacked(run_dir: Path) -> None:
-    for tag in (".data", ".data_b"):
-        shutil.rmtree(run_dir / tag, ignore_errors=True)
-
-
-def safe_run_name(name: str) -> str:
-    name = (name or "").strip()
-    if not name:
-        return ""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,60}", name) or ".." in name:
-        from gancore.config import ConfigError
-        raise ConfigError("a run name may use letters, digits, '-', '_' and '.', up to 60 characters")
-    return name
-
-
-def _budget(steps, minutes) -> tuple[int, float]:
-    """A run's budget from a form or the API: finite, not negative (Infinity and NaN are refused)."""
-    import math
-
-    from gancore.config import ConfigError
-    try:
-        minutes = float(minutes or 0)
-        steps = float(steps or 0)
-    except (TypeError, ValueError):
-        raise ConfigError("the budget must be a number of minutes or of steps") from None
-    if not (math.isfinite(minutes) and math.isfinite(steps)) or minutes < 0 or steps < 0:
-        raise ConfigError("the budget must be a finite number of minutes or of steps, 0 or more")
-    if steps != int(steps) or steps > 10_000_000:
-        raise ConfigError("steps must be a whole number up to 10000000")
-    return int(steps), minutes
-
-
-def _describe_data(data: str) -> str:
-    return "MNIST digits" if data == "mnist" else "your images"
+    return from_dict(TrainConfig, json.loads(ckpt.read_header(path)["train_state"])["train_config"])
