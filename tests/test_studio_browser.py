@@ -146,7 +146,7 @@ def test_broken_upload_shows_a_friendly_message(page, tmp_path):
     broken.write_bytes(b"not a zip at all")
     page.get_by_role("radio", name="My images (upload a .zip)").check()
     page.locator("#train-upload input[type=file]").set_input_files(str(broken))
-    page.locator("#train-upload").get_by_text("holiday-photos.zip").wait_for()
+    page.locator("#train-upload").get_by_text("holiday-photos.zip").wait_for(timeout=60_000)
     page.locator("#train-start").click()
     page.get_by_text("is not a readable zip file of images").wait_for()
     assert page.get_by_text("Traceback").count() == 0
