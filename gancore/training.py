@@ -197,7 +197,7 @@ class Trainer:
                             yield self._sample_event(s, self._progress(s), preview_batch)
                         break
                     batch = _to_device(batch, s.device, cfg.channels_last)
-                    preview_batch = batch if preview_batch is None else preview_batch
+                    preview_batch = _preview_pictures(preview_batch, batch)
                     try:
                         losses = self._train_step(s, batch)
                         guard.check()
@@ -488,6 +488,18 @@ class DeviceBatches:
         items = list(self.sampler)
         for i in range(0, len(items) - self.batch_size + 1, self.batch_size):
             yield self.dataset.device_batch(items[i:i + self.batch_size])
+
+
+def _preview_pictures(kept, batch, n: int = 8):
+    """The pictures the preview grid shows: the first batches' until there are `n` (runs of one photo a step
+    would otherwise show one)."""
+    if kept is None:
+        return batch
+    if isinstance(kept, (tuple, list)):
+        if len(kept[0]) >= n:
+            return kept
+        return tuple(torch.cat([k, b])[:n] for k, b in zip(kept, batch))
+    return kept if len(kept) >= n else torch.cat([kept, batch])[:n]
 
 
 def _to_device(batch, device, channels_last):
