@@ -14,11 +14,13 @@ from __future__ import annotations
 import glob
 import json
 import os
+import random
 import struct
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -277,9 +279,7 @@ def restore_optimizer(name: str, opt: torch.optim.Optimizer, tensors: dict[str, 
 # Training state: everything exact resume needs, in one file
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
-    import random
 
-    import numpy as np
     py = random.getstate()
     np_state = np.random.get_state()
     tensors = {"rng.torch": torch.get_rng_state(), "rng.numpy": torch.from_numpy(np_state[1].astype(np.int64))}
@@ -290,9 +290,7 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    import random
 
-    import numpy as np
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])

@@ -27,7 +27,7 @@ from gancore.imaging import seeded
 from gancore.inference import header_summary, load_model, sample
 from gancore.recipes import recommended, recommended_model_config
 from gancore.train_config import TrainConfig
-from gancore.training import Trainer, format_event, make_grid
+from gancore.training import Event, Trainer, make_grid
 from gancore.translate_files import translate_paths
 from gancore.video import is_video, translate_clip
 
@@ -392,6 +392,21 @@ def _export_parser(sub) -> None:
                    help="static int8 QDQ quantisation, calibrated on real inputs; refused below the PSNR floor")
     x.add_argument("--network", help="which generator: AB or G_AB (default), BA or G_BA for translation models")
     x.set_defaults(func=cmd_export)
+
+
+def format_event(ev: Event) -> str:
+    """One line of text for a progress event, as the command line prints it."""
+    if ev.kind == "quality":
+        m = ev.metrics
+        moved = f" identity distance {m['identity']:.3f}" if "identity" in m else ""
+        return (f"[quality] step {ev.step} KID x100 {m['kid']:.3f}{moved} diversity {m['diversity']:.2f}: "
+                f"{ev.message}")
+    if ev.kind != "step":
+        return f"[{ev.kind}] {ev.message}"
+    losses = " ".join(f"{k}={v:.3f}" for k, v in ev.losses.items())
+    eta = f" eta {ev.eta_s:.0f}s" if ev.eta_s is not None else ""
+    ips = f"{ev.images_per_s:.0f}" if ev.images_per_s >= 10 else f"{ev.images_per_s:.2f}"
+    return f"step {ev.step} ep {ev.epoch} {ev.progress * 100:.1f}% {ips} img/s{eta} {losses}"
 
 
 def main(argv=None) -> int:

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from gancore import catalog
 from gancore.errors import BadInput, DataError, DataTooLarge, TooLarge  # noqa: F401  (DataError re-exported)
 from gancore.files import (  # noqa: F401  (callers import them from here)
     IMAGE_SUFFIXES,
@@ -238,7 +240,6 @@ class UnpairedDataset(Dataset):
     # On-device path (TrainConfig.data_on_device): decode and resize every image once, keep them on the
     # accelerator as uint8, crop and flip there. On a GPU this removes the host loader as the bottleneck.
     def to_device(self, device) -> None:
-        from concurrent.futures import ThreadPoolExecutor
 
         def load(path):   # square load_size x load_size, as resize_crop does for square photos
             im = to_rgb_or_grey(open_image(path), self.channels)
@@ -327,7 +328,6 @@ def make_dataset(train_cfg, model_cfg) -> Dataset:
     """The dataset a TrainConfig names, shaped for the model config."""
     size, ch = model_cfg.image_size, model_cfg.image_channels
     limit = train_cfg.data_limit or None
-    from gancore import catalog
     translate = catalog.task_of(train_cfg.model) == "translate"    # unpaired A/B image sets
     if train_cfg.data == "synthetic":
         return SyntheticDataset(n=limit or 64, image_size=size, channels=ch, paired_domains=translate)

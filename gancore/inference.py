@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,8 +202,6 @@ def translate_with(run, image, channels: int, image_size: int, size_multiple: in
     is a real photograph cross-faded with its translation, never a half-trained network's guess.
     Returns {"output": uint8 HWC, "reconstruction": uint8 HWC or None, "note": str, "ms": float}.
     """
-    import math
-    import time
     if not isinstance(strength, (int, float)) or not math.isfinite(strength) or not 0 <= strength <= 1:
         raise BadInput(f"strength must be a number from 0 to 1 (0 %: the photo, 100 %: the translation), got {strength!r:.20}")
     t0 = time.perf_counter()

@@ -509,29 +509,15 @@ def _to_device(batch, device, channels_last):
     return batch.to(device, non_blocking=True, memory_format=fmt) if batch.ndim == 4 else batch.to(device)
 
 
-def train(config: TrainConfig, model_config=None, resume=None, quiet=False) -> str:
-    """Run to the end; return the checkpoint path. Raises TrainingError on a NaN stop."""
+def train(config: TrainConfig, model_config=None, resume=None, on_event=None) -> str:
+    """Run to the end; return the checkpoint path. Raises TrainingError on a NaN stop. `on_event(event)`, if
+    given, sees every event (the CLI prints them with `gancore.cli.format_event`)."""
     trainer = Trainer(config, model_config, resume=resume)
     last = None
     for ev in trainer.run():
         if ev.kind == "error":
             raise TrainingError(ev.message)
-        if not quiet and ev.kind in ("step", "start", "end", "quality"):
-            print(format_event(ev), flush=True)
+        if on_event is not None:
+            on_event(ev)
         last = ev
     return last.path if last else ""
-
-
-def format_event(ev: Event) -> str:
-    """One line of text for a progress event, as `train()` and the command line print it."""
-    if ev.kind == "quality":
-        m = ev.metrics
-        moved = f" identity distance {m['identity']:.3f}" if "identity" in m else ""
-        return (f"[quality] step {ev.step} KID x100 {m['kid']:.3f}{moved} diversity {m['diversity']:.2f}: "
-                f"{ev.message}")
-    if ev.kind != "step":
-        return f"[{ev.kind}] {ev.message}"
-    losses = " ".join(f"{k}={v:.3f}" for k, v in ev.losses.items())
-    eta = f" eta {ev.eta_s:.0f}s" if ev.eta_s is not None else ""
-    ips = f"{ev.images_per_s:.0f}" if ev.images_per_s >= 10 else f"{ev.images_per_s:.2f}"
-    return f"step {ev.step} ep {ev.epoch} {ev.progress * 100:.1f}% {ips} img/s{eta} {losses}"

@@ -16,7 +16,7 @@ def _train(tmp_path, name, steps, resume=None, sub="run", **kw):
     cfg = TrainConfig(model=name, data=data, steps=steps, batch_size=4, out_dir=str(tmp_path / sub), seed=3,
                       deterministic=True, sample_every_steps=0, checkpoint_every_steps=0, log_every_steps=1,
                       data_limit=16, **kw)
-    return train(cfg, tiny_config(name), resume=resume, quiet=True)
+    return train(cfg, tiny_config(name), resume=resume)
 
 
 def _weights(path):

@@ -40,7 +40,7 @@ def _run(tmp_path, h2z, name, a="testA", b="testB", **changes):
                       out_dir=str(tmp_path / name), sample_every_steps=0, quality=False)
     domains = ("horse", "zebra") if a == "testA" else ("zebra", "horse")
     model_cfg = dataclasses.replace(tiny_config("cut"), domain_a=domains[0], domain_b=domains[1], **changes)
-    return train(cfg, model_cfg, quiet=True)
+    return train(cfg, model_cfg)
 
 
 def test_one_way_fastcut_translates_any_size_without_a_round_trip(tmp_path, h2z):

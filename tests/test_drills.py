@@ -41,21 +41,21 @@ def test_stop_ends_the_run_normally_and_yields_end(tmp_path):
     assert kinds[0] == "start" and kinds[-1] == "end" and "error" not in kinds
     assert _state(trainer.last_checkpoint)["step"] == 3 and not _state(trainer.last_checkpoint)["finished"]
     # A finished run says so in its file (the studio offers only unfinished runs for resuming).
-    done = train(_cfg(tmp_path / "done", steps=2), tiny_config("dcgan"), quiet=True)
+    done = train(_cfg(tmp_path / "done", steps=2), tiny_config("dcgan"))
     assert _state(done)["finished"]
 
 
 def test_two_runs_never_share_a_folder(tmp_path):
-    path = train(_cfg(tmp_path / "run"), tiny_config("dcgan"), quiet=True)
+    path = train(_cfg(tmp_path / "run"), tiny_config("dcgan"))
     with pytest.raises(TrainingError, match="already holds a run"):
-        train(_cfg(tmp_path / "run"), tiny_config("dcgan"), quiet=True)
+        train(_cfg(tmp_path / "run"), tiny_config("dcgan"))
     # A live process holding the folder's lock keeps every other writer out, resumes included.
     (tmp_path / "run" / ".lock").write_text(str(os.getppid()))
     with pytest.raises(TrainingError, match="another training process"):
-        train(_cfg(tmp_path / "run", steps=6), tiny_config("dcgan"), resume=path, quiet=True)
+        train(_cfg(tmp_path / "run", steps=6), tiny_config("dcgan"), resume=path)
     # A lock left by a dead process is stale.
     (tmp_path / "run" / ".lock").write_text("999999999")
-    assert _state(train(_cfg("", steps=6), resume=path, quiet=True))["step"] == 6   # writes beside `path`
+    assert _state(train(_cfg("", steps=6), resume=path))["step"] == 6   # writes beside `path`
 
 
 def test_time_based_checkpoints(tmp_path):

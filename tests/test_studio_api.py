@@ -257,7 +257,7 @@ def test_models_view_header_rename_delete(client, studio):
     _wait_idle(studio.services)
     from gancore.training import TrainConfig, train
     path = train(TrainConfig(model="mlp", data="synthetic", steps=2, batch_size=8, out_dir=str(studio.runs / "scratch"),
-                             sample_every_steps=0, checkpoint_every_steps=0), quiet=True)
+                             sample_every_steps=0, checkpoint_every_steps=0))
     header = client.predict(path, api_name="/models_header")
     assert header["model_type"] == "mlp" and header["size_bytes"] > 0
     assert "letters" in app_error(lambda: client.predict(path, "../../evil", api_name="/models_rename"))

@@ -111,7 +111,7 @@ def toys(tmp_path_factory):
         cfg = TrainConfig(model=name, data="synthetic", steps=3, batch_size=4, data_limit=8, out_dir=str(runs / name),
                           sample_every_steps=3, log_every_steps=1)
         model_cfg = ToyPaintConfig() if name == "toy_paint" else ToyNoiseConfig()
-        paths[name] = train(cfg, model_cfg, quiet=True)
+        paths[name] = train(cfg, model_cfg)
     yield paths
     for name in ("toy_paint", "toy_noise"):
         registry.unregister(name)

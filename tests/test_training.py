@@ -65,7 +65,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert json.loads(meta["train_state"])["step"] == 2        # the good one, not overwritten
     calls["n"] = 0
     with pytest.raises(TrainingError, match="NaN"):
-        train(_cfg(tmp_path, steps=50, out_dir=str(tmp_path / "b")), tiny_config("dcgan"), quiet=True)
+        train(_cfg(tmp_path, steps=50, out_dir=str(tmp_path / "b")), tiny_config("dcgan"))
 
 
 def test_exploding_weights_are_never_saved(tmp_path):
@@ -87,13 +87,13 @@ def test_minutes_bound_and_missing_bound(tmp_path):
 
 def test_resume_refuses_weights_only_file(tmp_path):
     from gancore.inference import export_weights
-    path = train(_cfg(tmp_path, steps=2), tiny_config("dcgan"), quiet=True)
+    path = train(_cfg(tmp_path, steps=2), tiny_config("dcgan"))
     small = export_weights(path, tmp_path / "w.safetensors")
     with pytest.raises(ckpt.CheckpointError, match="weights only"):
         Trainer(_cfg(tmp_path, steps=4), resume=small)
     # ...but a new run can start from it.
     cfg = _cfg(tmp_path, steps=1, init_from=str(small), out_dir=str(tmp_path / "warm"))
-    assert train(cfg, tiny_config("dcgan"), quiet=True)
+    assert train(cfg, tiny_config("dcgan"))
 
 
 def _free_port():
@@ -143,7 +143,7 @@ def test_data_on_device_trains_like_the_loader(tmp_path, h2z):
         cfg = _cfg(tmp_path / str(on_device), model="cyclegan", data=str(h2z / "testA"), data_b=str(h2z / "testB"),
                    batch_size=2, steps=3, data_limit=6, data_on_device=on_device, deterministic=True,
                    sample_every_steps=0, checkpoint_every_steps=0, ema_decay=0)
-        path = train(cfg, model_config=tiny_config("cyclegan"), quiet=True)
+        path = train(cfg, model_config=tiny_config("cyclegan"))
         weights.append(ckpt.load(path)[0])
     assert weights[0].keys() == weights[1].keys()
     for k in weights[0]:
@@ -180,4 +180,4 @@ def test_the_training_module_still_offers_what_callers_import_from_it():
     assert training.recommended is recipes.recommended
     assert training.recommended_model_config is recipes.recommended_model_config
     assert training.TrainingError is errors.TrainingError
-    assert all(callable(getattr(training, n)) for n in ("TrainConfig", "Trainer", "Event", "train", "format_event"))
+    assert all(callable(getattr(training, n)) for n in ("TrainConfig", "Trainer", "Event", "train"))

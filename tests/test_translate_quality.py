@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from gancore.analysis.quality import TranslationMeter, copying, translation_verdict
+from gancore.cli import format_event
 from gancore.data import UnpairedDataset
 from gancore.features import PictureFeatures
-from gancore.training import TrainConfig, Trainer, format_event
+from gancore.training import TrainConfig, Trainer
 from tests.helpers import tiny_config
 
 

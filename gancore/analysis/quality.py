@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from gancore.analysis.evaluation import kid as _kid
+from gancore.features import DigitFeatures, PictureFeatures
 
 COLLAPSE_DIVERSITY = 0.4       # samples spread less than 0.4 as much as the real pictures: collapsed (measured: docs/pictures.md)
 WARM_UP = 200                  # steps before low diversity counts as collapse
@@ -116,14 +117,12 @@ def meter_for(train_config, model, dataset, samples: int | None = None):
         held = dataset.held_out_images(model.config.image_size)
         if held is None:
             return None
-        from gancore.features import PictureFeatures
         return TranslationMeter(PictureFeatures(size=128), *held)
     if model.task != "noise":
         return None
     held_out = getattr(dataset, "held_out", None)
     if held_out is None or len(held_out) < 2:
         return None
-    from gancore.features import DigitFeatures, PictureFeatures
     digits = train_config.data == "mnist"
     features = DigitFeatures() if digits else PictureFeatures(size=96)
     return QualityMeter(features, held_out, samples or train_config.quality_samples,

@@ -21,13 +21,14 @@ channels, fast enough to translate a 256-px photo interactively) and trains on r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gancore.augment import Augment, parse_policy
+from gancore.features import Lite0Taps
 from gancore.models.base import GANModel, StepContext, init_dcgan_weights, set_requires_grad
 from gancore.models.cyclegan import CycleGAN, CycleGANConfig, PatchDiscriminator, ResnetGenerator, lsgan
 
@@ -192,7 +193,6 @@ class ProjectedPatchD(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.trunk is None:
-            from gancore.features import Lite0Taps
             object.__setattr__(self, "trunk", Lite0Taps(self.TAPS))
         if self.trunk.stem[0].weight.device != x.device:     # not a submodule, so model.to() does not move it
             self.trunk.to(x.device)
@@ -282,7 +282,6 @@ class CUT(GANModel):
     def structure_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """Self-similarity of frozen Lite0 features (two scales): translation keeps the photo's layout."""
         if self._structure is None:
-            from gancore.features import Lite0Taps
             self._structure = Lite0Taps(taps=(1, 2)).to(real.device)
         with torch.no_grad():
             f_real = self._structure(real)
@@ -389,5 +388,4 @@ def two_way_from(ab: tuple[dict, CUTConfig], ba: tuple[dict, CUTConfig]) -> tupl
         plain = {k[len("G_AB."):]: v for k, v in tensors.items() if k.startswith("G_AB.")}
         return {f"{name}.{k}": v for k, v in (ema or plain).items()}
 
-    from dataclasses import replace
     return {**generator(t_ab, "G_AB"), **generator(t_ba, "G_BA")}, replace(cfg_ab, two_way=True)

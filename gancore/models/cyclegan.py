@@ -19,7 +19,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gancore.models.base import ExportSpec, GANModel, StepContext, image_io, init_dcgan_weights, set_requires_grad
+from gancore.imaging import square_photo
+from gancore.models.base import (
+    ExportSpec,
+    GANModel,
+    StepContext,
+    example_photos,
+    image_io,
+    init_dcgan_weights,
+    set_requires_grad,
+    synthetic_photo,
+)
 
 
 @dataclass(frozen=True)
@@ -313,8 +323,6 @@ class CycleGAN(GANModel):
 
     def example_inputs(self, spec, calibration_images=None, held_out_images=None, seed=0):
         """Real photos of the input domain: given, or the example photos shipped for these domain names."""
-        from gancore.imaging import square_photo
-        from gancore.models.base import example_photos, synthetic_photo
         c, s = self.config.image_channels, self.config.image_size
         src_name, dst_name = self.domains(spec.direction)
         own, other = example_photos(src_name), example_photos(dst_name)
