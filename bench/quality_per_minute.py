@@ -58,7 +58,7 @@ def main():
     for minutes in a.minutes:
         with tempfile.TemporaryDirectory() as d:
             t0, c0 = time.perf_counter(), time.process_time()
-            path = train(recommended("dcgan", minutes=minutes, out_dir=d, quality=not a.no_quality, **RUN), quiet=True)
+            path = train(recommended("dcgan", minutes=minutes, out_dir=d, quality=not a.no_quality, **RUN))
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             model = load_model(path)
             import json

@@ -71,8 +71,7 @@ def studio(tmp_path_factory):
         if not shipped.name.endswith(".directions.safetensors"):
             shutil.copy(shipped, weights)
     tiny = train(TrainConfig(model="dcgan", data="mnist", steps=4, batch_size=8, data_limit=64, ema_decay=0,
-                             out_dir=str(runs / "tiny-dcgan"), sample_every_steps=0, checkpoint_every_steps=0),
-                 quiet=True)
+                             out_dir=str(runs / "tiny-dcgan"), sample_every_steps=0, checkpoint_every_steps=0))
     services = Services(weights_dir=weights, runs_dir=runs)
     demo = build_app(services)
     port = _free_port()
