@@ -88,7 +88,7 @@ def main():
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
             path = train(TrainConfig(minutes=a.minutes, out_dir=d, **{**BASE, **train_kw}),
-                         model_config=DCGANConfig(**{**CLASSIC, **model_kw}), quiet=True)
+                         model_config=DCGANConfig(**{**CLASSIC, **model_kw}))
             step = json.loads(read_header(path)["train_state"])["step"]
             m = digit_metrics(generate_images(load_model(path), a.samples).cpu())
         print(f"| {name} | {a.minutes:g} min x {a.threads} thr | {step} | {m['classifier_fid']:.1f} "

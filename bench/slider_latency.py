@@ -67,7 +67,7 @@ def main() -> None:
         from gancore.training import TrainConfig, train
         ckpt = Path(train(TrainConfig(model="dcgan", data="synthetic", steps=1, batch_size=8,
                                       out_dir=str(tmp / "runs" / "bench"), sample_every_steps=0,
-                                      checkpoint_every_steps=0), quiet=True))
+                                      checkpoint_every_steps=0)))
         print(f"(no {args.checkpoint}; using an untrained DCGAN of the default size)")
     services = Services(weights_dir=ckpt.parent if ckpt.parent.name == "weights" else tmp / "weights",
                         runs_dir=ckpt.parent.parent if ckpt.parent.name != "weights" else tmp / "runs")
