@@ -1,5 +1,5 @@
-"""Distillation of a CycleGAN teacher into a mobile student on the CPU (GAN Compression, Li et al. 2020;
-OMGD, Ren et al. 2021).
+"""Distillation of a two-way translator (CycleGAN, or CUT trained both ways) into a mobile student on the CPU
+(GAN Compression, Li et al. 2020; OMGD, Ren et al. 2021).
 
 The student is a CycleGAN generator pair with depthwise-separable residual blocks (`block="depthwise"`,
 about 16 base channels). It learns to reproduce the teacher in both directions on random crops and flips
@@ -43,7 +43,7 @@ from gancore.inference import load_model
 
 @dataclass(frozen=True)
 class DistillConfig:
-    teacher: str = ""                # a cyclegan checkpoint
+    teacher: str = ""                # a two-way translation checkpoint (cyclegan, or cut with two_way)
     data_a: str = ""                 # training photos of domain A (folder or .zip)
     data_b: str = ""                 # training photos of domain B (folder or .zip)
     out_dir: str = ""                # "" = runs/student-<date>-<time>
@@ -89,9 +89,10 @@ class PerceptualLoss(nn.Module):
 
 
 def student_config(teacher_config, cfg: DistillConfig):
-    """The teacher's config with the student's width, depth and blocks (same domains and scale)."""
-    return replace(teacher_config, base_channels=cfg.base_channels, res_blocks=cfg.res_blocks, block=cfg.block,
-                   crop_size=0)
+    """The teacher's generator config with the student's width, depth and blocks (same domains and scale). A
+    CUT teacher gives its CycleGAN-family part (`gan_config`); the student is always a `cyclegan` file."""
+    base = teacher_config.gan_config() if hasattr(teacher_config, "gan_config") else teacher_config
+    return replace(base, base_channels=cfg.base_channels, res_blocks=cfg.res_blocks, block=cfg.block, crop_size=0)
 
 
 class Distiller:

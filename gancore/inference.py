@@ -215,20 +215,24 @@ def translate_with(run, image, channels: int, image_size: int, size_multiple: in
             "reconstruction": to_uint8(resize_to(rec, size_wh)[0]) if rec is not None else None}
 
 
-@torch.no_grad()
-def translate(model, image, direction: str = "AB", cycle: bool = False, scale: str = "model",
-              max_side: int = MAX_SIDE, strength: float = 1.0) -> dict:
-    """Translate one photo with a translation model (see `translate_with`)."""
+def translation_ways(model, direction: str = "AB", cycle: bool = False) -> tuple[str, str | None]:
+    """(the way to translate, the way back for a round trip or None), checked against what the model does."""
     if model.task != "translate":
         raise Unsupported(f"{model.model_type} is not a translation model")
     if direction and direction not in model.directions() and direction not in model.directions().values():
         ways = " and ".join(model.direction_labels().values())
         raise Unsupported(f"this model translates {ways} only; choose a model that goes the other way")
+    way = model.direction(direction)
+    return way, (model.inverse(way) if cycle else None)     # a one-way model has no round trip
+
+
+@torch.no_grad()
+def translate(model, image, direction: str = "AB", cycle: bool = False, scale: str = "model",
+              max_side: int = MAX_SIDE, strength: float = 1.0) -> dict:
+    """Translate one photo with a translation model in PyTorch (see `translate_with`)."""
+    way, back = translation_ways(model, direction, cycle)
     device = next(model.parameters()).device
-    fwd = model.generator(direction)
-    inverse = model.inverse(direction) if cycle else None      # a one-way model has no round trip
-    back = model.generator(inverse) if inverse else None
     on_device = lambda net: (lambda t: net(t.to(device)).cpu())   # noqa: E731
-    return translate_with(on_device(fwd), image, model.config.image_channels, model.config.image_size,
-                          model.size_multiple, on_device(back) if back is not None else None, scale, max_side,
-                          strength)
+    return translate_with(on_device(model.generator(way)), image, model.config.image_channels,
+                          model.config.image_size, model.size_multiple,
+                          on_device(model.generator(back)) if back else None, scale, max_side, strength)

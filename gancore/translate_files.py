@@ -1,4 +1,5 @@
-"""Translate files and folders with a CycleGAN checkpoint: one PNG per input, named after it.
+"""Translate files and folders with a translator (CUT or CycleGAN): one PNG per input, named after it, on the
+fastest backend for this machine (gancore.deploy.fast).
 
 Unreadable or hostile files get an error each; the rest go on. A folder's sub-folders are kept in the output
 (`a/x.jpg` -> `a/x_AB.png`), and names that would still collide (`x.jpg` and `x.png`, or two `x.jpg` given
@@ -11,9 +12,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from gancore.deploy.fast import translate_fast
 from gancore.errors import BadInput, DataError
 from gancore.files import IMAGE_SUFFIXES
-from gancore.inference import load_model, translate
+from gancore.inference import load_model
 
 
 def _expand(inputs) -> list[tuple[Path, Path]]:
@@ -55,7 +57,7 @@ def translate_paths(checkpoint, inputs, out_dir, direction="AB", cycle=False, sc
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise BadInput(f"batch size must be a whole number of at least 1, got {batch_size!r}")
-    model = load_model(checkpoint)
+    load_model(checkpoint)            # a damaged or hostile file is refused before anything is written
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +71,7 @@ def translate_paths(checkpoint, inputs, out_dir, direction="AB", cycle=False, sc
             try:
                 if not f.is_file():
                     raise DataError(f"{f}: no such file")
-                r = translate(model, f, direction=direction, cycle=cycle, scale=scale)
+                r = translate_fast(checkpoint, f, direction=direction, cycle=cycle, scale=scale)
                 dst = out / f"{name}_{direction}.png"
                 _save(r["output"], dst)
                 rec["output"], rec["note"] = str(dst), r["note"]

@@ -135,12 +135,14 @@ def _even(n: int) -> int:
 class FrameTranslator:
     """One direction of a CycleGAN, applied to uint8 RGB frames at `work_size` (shorter side)."""
 
-    def __init__(self, model, direction: str = "AB", work_size: int = WORK_SIZE):
+    def __init__(self, model, direction: str = "AB", work_size: int = WORK_SIZE, run=None):
+        """`run`: the direction's generator on another backend (gancore.deploy.fast), tensor -> tensor."""
         if model.task != "translate":
             raise Unsupported(f"{model.model_type} is not a translation model; choose a CycleGAN")
         if model.config.image_channels != 3:
             raise Unsupported("video translation needs a colour (3-channel) model")
         self.net = model.generator(direction)          # BadInput names the directions the model has
+        self.net = run or self.net
         self.multiple = model.size_multiple
         self.work_size = int(work_size)
         self.device = next(model.parameters()).device
@@ -352,8 +354,8 @@ class LiveTranslator:
     """
 
     def __init__(self, model, direction: str = "AB", work_size: int = WORK_SIZE, deflicker: float = 0.5,
-                 key=None):
-        self.translator = FrameTranslator(model, direction, work_size)
+                 key=None, run=None):
+        self.translator = FrameTranslator(model, direction, work_size, run)
         self.smooth = Deflicker(deflicker)
         self.key = key
         self.times: deque[float] = deque(maxlen=30)

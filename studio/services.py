@@ -126,10 +126,19 @@ class Services:
         return sample(self._noise_model(path), n=n, seed=int(seed), truncation=float(truncation))
 
     def translate(self, path: str, image, direction: str = "AB", cycle: bool = True, strength: float = 1.0) -> dict:
-        from gancore.inference import translate
+        from gancore.deploy.fast import translate_fast
         if image is None:
             raise BadInput("add a photo first: upload, paste, use the webcam or click an example")
-        return translate(self.load(path), image, direction=direction, cycle=bool(cycle), strength=float(strength))
+        _inference_threads(self.job.is_running())
+        return translate_fast(self.resolve(path), image, direction=direction, cycle=bool(cycle),
+                              strength=float(strength))
+
+
+    def runner(self, path: str, direction: str):
+        """One way of a translator on the fastest backend for this machine (gancore.deploy.fast)."""
+        from gancore.deploy.fast import generator_runner
+        _inference_threads(self.job.is_running())
+        return generator_runner(self.resolve(path), direction)
 
 
 def _inference_threads(training: bool) -> None:

@@ -14,6 +14,8 @@ SHARED = ROOT.parent / "shared" / "datasets"
 H2Z = SHARED / "horse2zebra"
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Exported ONNX graphs (gancore.deploy.fast) go to a folder of this run, not the user's cache.
+os.environ.setdefault("GANCORE_CACHE", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"gancore-tests-{os.getpid()}"))
 
 
 @pytest.fixture(autouse=True)

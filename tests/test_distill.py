@@ -1,4 +1,4 @@
-"""The mobile student and its distillation from the shipped teacher, on real horse2zebra photos."""
+"""The mobile student and its distillation from the shipped two-way translator, on real horse2zebra photos."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -64,11 +64,11 @@ def test_distillation_learns_resumes_exactly_and_makes_a_normal_checkpoint(tmp_p
     from studio.services import Services
     weights = tmp_path / "weights"
     weights.mkdir()
-    shutil.copy(TEACHER, weights / "horse2zebra.safetensors")
-    export_weights(straight, weights / "horse2zebra_student.safetensors", header={"studio_default": "translate"})
-    assert header_summary(weights / "horse2zebra_student.safetensors")["distilled"]["step"] == 4
+    shutil.copy(straight, weights / "another.safetensors")
+    export_weights(straight, weights / "student.safetensors", header={"studio_default": "translate"})
+    assert header_summary(weights / "student.safetensors")["distilled"]["step"] == 4
     listed = Services(weights_dir=weights, runs_dir=tmp_path / "runs").list_checkpoints("translate")
-    assert [Path(p).name for _, p in listed] == ["horse2zebra_student.safetensors", "horse2zebra.safetensors"]
+    assert [Path(p).name for _, p in listed] == ["student.safetensors", "another.safetensors"]
 
 
 def test_perceptual_features_come_from_the_pretrained_network():

@@ -15,7 +15,6 @@ from gancore.errors import BadInput, TooLarge, Unsupported
 from gancore.inference import load_model, translate
 
 SHIPPED = ROOT / "weights" / "horse2zebra.safetensors"
-STUDENT = ROOT / "weights" / "horse2zebra_student.safetensors"     # the default: 3x faster, for the CLI run
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +118,11 @@ def test_cli_translates_a_clip(clip, tmp_path):
     """`gancore translate CKPT clip.mp4 --out DIR` writes DIR/pan_AB.mp4 beside any photos."""
     out = tmp_path / "out"
     env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-m", "gancore", "translate", str(STUDENT), str(clip), "--out", str(out),
+    r = subprocess.run([sys.executable, "-m", "gancore", "translate", str(SHIPPED), str(clip), "--out", str(out),
                         "--max-seconds", "5"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (out / "pan_AB.mp4").is_file() and video.probe(out / "pan_AB.mp4").has_audio
     assert "8 frames" in r.stdout
-    long = subprocess.run([sys.executable, "-m", "gancore", "translate", str(STUDENT), str(clip), "--out", str(out),
+    long = subprocess.run([sys.executable, "-m", "gancore", "translate", str(SHIPPED), str(clip), "--out", str(out),
                            "--max-seconds", "0.5"], capture_output=True, text=True, env=env, timeout=300)
     assert long.returncode != 0 and "limit is 0.5 s" in long.stdout + long.stderr

@@ -52,7 +52,8 @@ class QualityMeter:
         self.count = len(held_out)
 
     @torch.no_grad()
-    def measure(self, model, generator_group) -> dict:
+    def measure(self, model, generator_group, direction: str | None = None) -> dict:
+        """The figures for `direction`'s generator in `generator_group` (default: the model's first way)."""
         """KID x100 and diversity of `samples` images from fixed latents (generator in eval mode)."""
         t0 = time.perf_counter()
         was_training = generator_group.training
@@ -90,12 +91,13 @@ class TranslationMeter:
                                 subset_size=min(100, len(fake), len(self.reference))), 3)
 
     @torch.no_grad()
-    def measure(self, model, generator_group) -> dict:
+    def measure(self, model, generator_group, direction: str | None = None) -> dict:
+        """The figures for `direction`'s generator in `generator_group` (default: the model's first way)."""
         t0 = time.perf_counter()
         was_training = generator_group.training
         generator_group.eval()
         try:
-            net = model.generator_of(generator_group)
+            net = model.generator_of(generator_group, direction)
             device = next(generator_group.parameters()).device
             out = torch.cat([net(self.held_a[i:i + 8].to(device)).float().cpu().clamp(-1, 1)
                              for i in range(0, len(self.held_a), 8)])

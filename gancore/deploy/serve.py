@@ -57,7 +57,7 @@ class GenerateResponse(BaseModel):
 
 class _TorchBackend:
     def __init__(self, path: Path):
-        self.model = load_model(path)
+        self.model, self.path = load_model(path), path
         self.kind = "pytorch"
         self.task, self.model_type = self.model.task, self.model.model_type
         self.config = json.loads(to_json(self.model.config))
@@ -67,9 +67,12 @@ class _TorchBackend:
                          "source": path.name, "runtime": "pytorch", "directions": self.directions}
 
     def run(self, x, direction: str | None = None):
-        """torch or numpy in, the same kind out."""
+        """torch or numpy in, the same kind out; photos go to the fastest backend (gancore.deploy.fast)."""
         import torch
         net = self.model.generator(direction)
+        if self.task == "translate":
+            from gancore.deploy.fast import generator_runner
+            net = generator_runner(self.path, direction)
         with torch.inference_mode():
             if isinstance(x, np.ndarray):
                 return net(torch.from_numpy(x)).numpy()

@@ -18,7 +18,8 @@ def build(services):
     @friendly
     def run(path, image, direction, cycle, strength=100):
         out = services.translate(path, image, direction, cycle, float(strength) / 100)
-        note = f"**{out['ms']:.0f} ms** on this machine ({services.label(path)})."
+        engine = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch"}.get(out.get("backend"), "PyTorch")
+        note = f"**{out['ms']:.0f} ms** on this machine ({engine}; {services.label(path)})."
         if out["note"]:
             note += f" {out['note']}."
         if cycle:

@@ -30,7 +30,8 @@ def build(services, ckpt, direction):
             return gr.skip(), gr.skip(), state
         key = (path, direction, int(size))
         if state is None or getattr(state, "key", None) != key:
-            state = engine.LiveTranslator(services.load(path), direction, work_size=int(size), key=key)
+            state = engine.LiveTranslator(services.load(path), direction, work_size=int(size), key=key,
+                                          run=services.runner(path, direction))
         out = state(frame)
         fps = f"{state.fps:.1f} frames/s" if state.fps else "starting"
         return out, f"**{fps}** · {state.last_ms:.0f} ms per frame at {int(size)} px", state

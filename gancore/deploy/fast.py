@@ -1,0 +1,153 @@
+"""The fastest faithful way to run a checkpoint's generator on this machine: ONNX Runtime or PyTorch eager.
+
+    run = generator_runner("weights/horse2zebra.safetensors", "AB")     # cached per (file, way, threads)
+    y = run(x)                  # (N, C, H, W) float tensor in [-1, 1] -> the same, like the PyTorch generator
+    run.backend, run.ms         # "onnxruntime" or "pytorch", and both timings on a 256-px input
+
+The first call for a file exports that way's generator to ONNX (once per file content: cached under
+`cache_dir()` by the checkpoint's hash; export proves parity against PyTorch on the model's own example
+photos), checks the cached graph against PyTorch again on a small input, then times both on one 256-px
+input and keeps the faster. PyTorch serves whenever ONNX Runtime is missing, the export fails, the outputs
+differ, or `GANCORE_RUNTIME=pytorch`; `GANCORE_RUNTIME=onnxruntime` skips the timing (ORT when it works).
+The studio, the service and the webcam use this; `bench/translate_speed.py` prints the same figures.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gancore.imaging import MAX_SIDE
+from gancore.inference import load_model, translate_with, translation_ways
+
+log = logging.getLogger(__name__)
+CHECK_TOL = 1e-3            # max abs difference on [-1, 1] outputs when a cached graph is reused
+TIMING_SIZE = 256
+_build_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """Where exported graphs are kept: $GANCORE_CACHE, else ~/.cache/gancore."""
+    root = os.environ.get("GANCORE_CACHE") or Path.home() / ".cache" / "gancore"
+    return Path(root) / "onnx"
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:20]
+
+
+def translate_fast(path: str | os.PathLike, image, direction: str = "AB", cycle: bool = False, scale: str = "model",
+                   strength: float = 1.0, max_side: int = MAX_SIDE, threads: int | None = None) -> dict:
+    """`gancore.inference.translate` on the fastest backend: the same pixels within CHECK_TOL, plus "backend"."""
+    model = load_model(path)
+    way, back = translation_ways(model, direction, cycle)
+    run = generator_runner(path, way, threads)
+    result = translate_with(run, image, model.config.image_channels, model.config.image_size, model.size_multiple,
+                            generator_runner(path, back, threads) if back else None, scale, max_side, strength)
+    return {**result, "backend": run.backend}
+
+
+class Runner:
+    """A generator behind one call: tensor in, tensor out, on the backend chosen for this machine."""
+
+    def __init__(self, net: torch.nn.Module, onnx=None, backend: str = "pytorch", ms: dict | None = None,
+                 why: str = ""):
+        self.net, self.onnx, self.backend, self.ms, self.why = net, onnx, backend, ms or {}, why
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "onnxruntime":
+            return torch.from_numpy(self.onnx.run(x.detach().float().cpu().numpy()))
+        with torch.inference_mode():
+            return self.net(x)
+
+    def __repr__(self):
+        return f"Runner({self.backend}, {self.ms}, {self.why!r})"
+
+
+def generator_runner(path: str | os.PathLike, direction: str | None = None, threads: int | None = None) -> Runner:
+    """The runner for one way of a checkpoint (cached by path, file time, way and thread count)."""
+    p = Path(path).resolve()
+    threads = threads or torch.get_num_threads()
+    with _build_lock:              # two first requests build one runner, not two
+        return _runner(str(p), p.stat().st_mtime_ns, direction, threads)
+
+
+@functools.lru_cache(maxsize=16)
+def _runner(path: str, _mtime: int, direction: str | None, threads: int) -> Runner:
+    model = load_model(path)
+    net = model.generator(direction)
+    mode = os.environ.get("GANCORE_RUNTIME", "auto")
+    if mode == "pytorch" or model.size_multiple is None:
+        return Runner(net, why="PyTorch asked for" if mode == "pytorch" else "not a photo-to-photo generator")
+    try:
+        onnx = _onnx_generator(Path(path), model, direction, threads)
+        _check(net, onnx)
+    except Exception as e:     # ONNX Runtime missing, an export it cannot take, or a graph that disagrees
+        log.warning("%s: serving with PyTorch (%s: %s)", Path(path).name, e.__class__.__name__, e)
+        return Runner(net, why=f"ONNX Runtime unavailable: {e.__class__.__name__}")
+    if mode == "onnxruntime":
+        return Runner(net, onnx, "onnxruntime", why="ONNX Runtime asked for")
+    ms = _timings(net, onnx, model.config.image_channels, threads)
+    backend = "onnxruntime" if ms["onnxruntime"] < ms["pytorch"] else "pytorch"
+    return Runner(net, onnx, backend, ms, why="faster on this machine")
+
+
+def _onnx_generator(path: Path, model, direction: str | None, threads: int):
+    """The way's graph from the cache, exported first when it is not there."""
+    from gancore.deploy.export import export_onnx
+    from gancore.deploy.onnx_runtime import OnnxGenerator
+    network = model.directions()[model.direction(direction)]
+    cached = cache_dir() / f"{path.stem}-{file_hash(path)}-{network}.onnx"
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.onnx")
+        export_onnx(model, tmp, network=network, latency_repeats=0)
+        os.replace(tmp, cached)
+    return OnnxGenerator(cached, threads=threads)
+
+
+def _check(net: torch.nn.Module, onnx) -> None:
+    x = torch.rand(1, onnx_channels(onnx), 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        diff = float(np.abs(onnx.run(x.numpy()) - net(x).numpy()).max())
+    if not diff <= CHECK_TOL:
+        raise ValueError(f"the ONNX graph differs from PyTorch by {diff:.3g}")
+
+
+def onnx_channels(onnx) -> int:
+    return int(onnx.config.get("image_channels", 3))
+
+
+def _timings(net: torch.nn.Module, onnx, channels: int, threads: int, repeats: int = 3) -> dict:
+    """Median ms of each backend on one 256-px input, with `threads` threads (PyTorch's own count kept)."""
+    x = torch.rand(1, channels, TIMING_SIZE, TIMING_SIZE) * 2 - 1
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            eager = _median_ms(lambda: net(x), repeats)
+        ort = _median_ms(lambda: onnx.run(x.numpy()), repeats)
+    finally:
+        torch.set_num_threads(before)
+    return {"pytorch": round(eager, 1), "onnxruntime": round(ort, 1)}
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()                      # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return float(np.median(times))

@@ -1,0 +1,77 @@
+"""The fast path (gancore.deploy.fast): ONNX Runtime where it is faster, PyTorch otherwise, same pixels."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gancore.deploy import fast
+from gancore.inference import load_model, translate
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "weights" / "horse2zebra.safetensors"
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """Runners built anew, with graphs cached in this test's folder."""
+    monkeypatch.setenv("GANCORE_CACHE", str(tmp_path / "cache"))
+    fast._runner.cache_clear()
+    yield tmp_path / "cache" / "onnx"
+    fast._runner.cache_clear()
+
+
+def _photo(h2z, name="testA", size=(203, 141)):
+    path = sorted((h2z / name).glob("*.jpg"))[-1]             # a test photo, not a bundled example
+    return np.asarray(Image.open(path).convert("RGB").resize(size))
+
+
+def test_onnx_runtime_translates_like_pytorch_and_keeps_its_graph(fresh, h2z, monkeypatch):
+    monkeypatch.setenv("GANCORE_RUNTIME", "onnxruntime")
+    for direction, photo in (("AB", _photo(h2z)), ("BA", _photo(h2z, "testB", (96, 160)))):
+        got = fast.translate_fast(SHIPPED, photo, direction, cycle=True)
+        want = translate(load_model(SHIPPED), photo, direction, cycle=True)
+        assert got["backend"] == "onnxruntime"
+        for key in ("output", "reconstruction"):
+            assert np.abs(got[key].astype(int) - want[key].astype(int)).max() <= 1, (direction, key)
+    assert sorted(p.name.split("-")[-1] for p in fresh.glob("*.onnx")) == ["G_AB.onnx", "G_BA.onnx"]
+    fast._runner.cache_clear()                  # a restart finds the graphs and checks them again
+    assert fast.generator_runner(SHIPPED, "AB").backend == "onnxruntime"
+
+
+def test_forcing_pytorch_and_the_automatic_choice(fresh, h2z, monkeypatch):
+    photo = _photo(h2z)
+    monkeypatch.setenv("GANCORE_RUNTIME", "pytorch")
+    forced = fast.translate_fast(SHIPPED, photo, "AB")
+    assert forced["backend"] == "pytorch" and not list(fresh.glob("*.onnx"))
+    assert np.array_equal(forced["output"], translate(load_model(SHIPPED), photo, "AB")["output"])
+    monkeypatch.delenv("GANCORE_RUNTIME")
+    fast._runner.cache_clear()
+    run = fast.generator_runner(SHIPPED, "AB")
+    faster = min(run.ms, key=run.ms.get)
+    assert run.backend == faster and run.why == "faster on this machine", run
+
+
+def test_a_damaged_cached_graph_falls_back_to_pytorch(fresh, h2z, monkeypatch):
+    monkeypatch.setenv("GANCORE_RUNTIME", "onnxruntime")
+    fast.generator_runner(SHIPPED, "AB")
+    graph = next(fresh.glob("*G_AB.onnx"))
+    graph.write_bytes(graph.read_bytes()[:1000])
+    fast._runner.cache_clear()
+    run = fast.generator_runner(SHIPPED, "AB")
+    assert run.backend == "pytorch" and "unavailable" in run.why
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(run(x), load_model(SHIPPED).generator("AB")(x))
+
+
+def test_the_webcam_runs_on_the_fast_path_with_the_same_frames(fresh, h2z, monkeypatch):
+    from gancore.video import LiveTranslator
+    monkeypatch.setenv("GANCORE_RUNTIME", "onnxruntime")
+    model, frame = load_model(SHIPPED), _photo(h2z, size=(320, 240))
+    quick = LiveTranslator(model, "AB", run=fast.generator_runner(SHIPPED, "AB"))
+    plain = LiveTranslator(model, "AB")
+    assert np.abs(quick(frame).astype(int) - plain(frame).astype(int)).max() <= 1
