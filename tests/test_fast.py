@@ -51,6 +51,8 @@ def test_forcing_pytorch_and_the_automatic_choice(fresh, h2z, monkeypatch):
     monkeypatch.delenv("GANCORE_RUNTIME")
     fast._runner.cache_clear()
     run = fast.generator_runner(SHIPPED, "AB")
+    assert run.backend == "pytorch" and run(torch.zeros(1, 3, 8, 8)).shape == (1, 3, 8, 8)   # serves at once
+    assert run.ready.wait(120)
     faster = min(run.ms, key=run.ms.get)
     assert run.backend == faster and run.why == "faster on this machine", run
 

@@ -4,11 +4,12 @@
     y = run(x)                  # (N, C, H, W) float tensor in [-1, 1] -> the same, like the PyTorch generator
     run.backend, run.ms         # "onnxruntime" or "pytorch", and both timings on a 256-px input
 
-The first call for a file exports that way's generator to ONNX (once per file content: cached under
-`cache_dir()` by the checkpoint's hash; export proves parity against PyTorch on the model's own example
-photos), checks the cached graph against PyTorch again on a small input, then times both on one 256-px
-input and keeps the faster. PyTorch serves whenever ONNX Runtime is missing, the export fails, the outputs
-differ, or `GANCORE_RUNTIME=pytorch`; `GANCORE_RUNTIME=onnxruntime` skips the timing (ORT when it works).
+The first call for a file starts, in the background, the export of that way's generator to ONNX (once per
+file content: cached under `cache_dir()` by the checkpoint's hash; export proves parity against PyTorch on
+the model's own example photos), checks the cached graph against PyTorch again on a small input, then times
+both on one 256-px input and keeps the faster; PyTorch serves meanwhile, so the first photo never waits for
+the export. PyTorch serves whenever ONNX Runtime is missing, the export fails, the outputs differ, or
+`GANCORE_RUNTIME=pytorch`; `GANCORE_RUNTIME=onnxruntime` builds at once and skips the timing.
 The studio, the service and the webcam use this; `bench/translate_speed.py` prints the same figures.
 """
 from __future__ import annotations
@@ -59,17 +60,35 @@ def translate_fast(path: str | os.PathLike, image, direction: str = "AB", cycle:
 
 
 class Runner:
-    """A generator behind one call: tensor in, tensor out, on the backend chosen for this machine."""
+    """A generator behind one call: tensor in, tensor out, on the backend chosen for this machine. It serves
+    with PyTorch until `settle` has built, checked and timed the ONNX graph (`ready` is set then)."""
 
-    def __init__(self, net: torch.nn.Module, onnx=None, backend: str = "pytorch", ms: dict | None = None,
-                 why: str = ""):
-        self.net, self.onnx, self.backend, self.ms, self.why = net, onnx, backend, ms or {}, why
+    def __init__(self, net: torch.nn.Module):
+        self.net, self.onnx, self.backend, self.ms, self.why = net, None, "pytorch", {}, "building the ONNX graph"
+        self.ready = threading.Event()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.backend == "onnxruntime":
-            return torch.from_numpy(self.onnx.run(x.detach().float().cpu().numpy()))
+        onnx = self.onnx if self.backend == "onnxruntime" else None
+        if onnx is not None:
+            return torch.from_numpy(onnx.run(x.detach().float().cpu().numpy()))
         with torch.inference_mode():
             return self.net(x)
+
+    def settle(self, path: Path, model, direction: str | None, threads: int, timed: bool) -> None:
+        """Build the way's graph, check it against PyTorch and (when `timed`) keep the faster backend."""
+        try:
+            onnx = _onnx_generator(path, model, direction, threads)
+            _check(self.net, onnx)
+            self.ms = _timings(self.net, onnx, model.config.image_channels) if timed else {}
+            self.onnx = onnx
+            faster = not timed or self.ms["onnxruntime"] < self.ms["pytorch"]
+            self.backend = "onnxruntime" if faster else "pytorch"
+            self.why = "faster on this machine" if timed else "ONNX Runtime asked for"
+        except Exception as e:   # ONNX Runtime missing, an export it cannot take, or a graph that disagrees
+            log.warning("%s: serving with PyTorch (%s: %s)", path.name, e.__class__.__name__, e)
+            self.why = f"ONNX Runtime unavailable: {e.__class__.__name__}"
+        finally:
+            self.ready.set()
 
     def __repr__(self):
         return f"Runner({self.backend}, {self.ms}, {self.why!r})"
@@ -79,28 +98,24 @@ def generator_runner(path: str | os.PathLike, direction: str | None = None, thre
     """The runner for one way of a checkpoint (cached by path, file time, way and thread count)."""
     p = Path(path).resolve()
     threads = threads or torch.get_num_threads()
-    with _build_lock:              # two first requests build one runner, not two
+    with _build_lock:              # two first requests start one build, not two
         return _runner(str(p), p.stat().st_mtime_ns, direction, threads)
 
 
 @functools.lru_cache(maxsize=16)
 def _runner(path: str, _mtime: int, direction: str | None, threads: int) -> Runner:
     model = load_model(path)
-    net = model.generator(direction)
+    run = Runner(model.generator(direction))
     mode = os.environ.get("GANCORE_RUNTIME", "auto")
-    if mode == "pytorch" or model.size_multiple is None:
-        return Runner(net, why="PyTorch asked for" if mode == "pytorch" else "not a photo-to-photo generator")
-    try:
-        onnx = _onnx_generator(Path(path), model, direction, threads)
-        _check(net, onnx)
-    except Exception as e:     # ONNX Runtime missing, an export it cannot take, or a graph that disagrees
-        log.warning("%s: serving with PyTorch (%s: %s)", Path(path).name, e.__class__.__name__, e)
-        return Runner(net, why=f"ONNX Runtime unavailable: {e.__class__.__name__}")
-    if mode == "onnxruntime":
-        return Runner(net, onnx, "onnxruntime", why="ONNX Runtime asked for")
-    ms = _timings(net, onnx, model.config.image_channels, threads)
-    backend = "onnxruntime" if ms["onnxruntime"] < ms["pytorch"] else "pytorch"
-    return Runner(net, onnx, backend, ms, why="faster on this machine")
+    if mode == "pytorch" or not model.size_multiple:
+        run.why = "PyTorch asked for" if mode == "pytorch" else "not a photo-to-photo generator"
+        run.ready.set()
+    elif mode == "onnxruntime":
+        run.settle(Path(path), model, direction, threads, timed=False)
+    else:                          # the first photos are served by PyTorch while the graph is built
+        threading.Thread(target=run.settle, args=(Path(path), model, direction, threads, True), daemon=True,
+                         name=f"onnx-{Path(path).stem}-{direction}").start()
+    return run
 
 
 def _onnx_generator(path: Path, model, direction: str | None, threads: int):
@@ -129,17 +144,12 @@ def onnx_channels(onnx) -> int:
     return int(onnx.config.get("image_channels", 3))
 
 
-def _timings(net: torch.nn.Module, onnx, channels: int, threads: int, repeats: int = 3) -> dict:
-    """Median ms of each backend on one 256-px input, with `threads` threads (PyTorch's own count kept)."""
+def _timings(net: torch.nn.Module, onnx, channels: int, repeats: int = 3) -> dict:
+    """Median ms of each backend on one 256-px input (PyTorch with the threads it has now)."""
     x = torch.rand(1, channels, TIMING_SIZE, TIMING_SIZE) * 2 - 1
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            eager = _median_ms(lambda: net(x), repeats)
-        ort = _median_ms(lambda: onnx.run(x.numpy()), repeats)
-    finally:
-        torch.set_num_threads(before)
+    with torch.inference_mode():
+        eager = _median_ms(lambda: net(x), repeats)
+    ort = _median_ms(lambda: onnx.run(x.numpy()), repeats)
     return {"pytorch": round(eager, 1), "onnxruntime": round(ort, 1)}
 
 
