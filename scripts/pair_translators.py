@@ -26,6 +26,12 @@ def load(path: str):
     return tensors, meta, registry.config_from_json("cut", meta["model_config"])
 
 
+def recipe(state: dict) -> dict:
+    """A run's training settings without the paths of the machine it ran on."""
+    return {k: v for k, v in (state.get("train_config") or {}).items()
+            if k not in ("data", "data_b", "out_dir", "init_from")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("ab", help="the A -> B run's checkpoint")
@@ -39,8 +45,9 @@ def main() -> None:
     tensors, cfg = two_way_from((t_ab, c_ab), (t_ba, c_ba))
     trained = {d: json.loads(m.get("train_state") or m.get("trained") or "{}") for d, m in (("AB", m_ab), ("BA", m_ba))}
     meta = {"model_type": "cut", "model_config": to_json(cfg),
-            "trained_each_way": json.dumps({d: {k: t.get(k) for k in ("step", "elapsed_s", "cpu_s", "train_config")}
-                                   for d, t in trained.items()})}
+            "trained_each_way": json.dumps({d: {"step": t.get("step"), "elapsed_s": t.get("elapsed_s"),
+                                                "cpu_s": t.get("cpu_s"), "train_config": recipe(t)}
+                                            for d, t in trained.items()})}
     if args.metrics:
         meta["metrics"] = json.dumps(json.load(open(args.metrics)))
     if args.default:

@@ -1,0 +1,100 @@
+"""How long a person waits after starting the studio: `python app.py` to the first page, then the first
+translation of a bundled example photo with the Translate tab's default model, then the next ones.
+
+    python bench/cold_start.py [--repeats 3] [--translations 20]
+
+Each start is a fresh process on a free port with an empty ONNX cache (as on a new machine or a restarted
+Space). "first page": the process start to the first HTTP 200 of `/`; "first translation": the studio's
+`/translate` through gradio_client, from the page being up; "round trip (median)": the next translations,
+client side, beside the engine's own time (the figure the Translate tab shows). The load average is
+printed: run it on an otherwise idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "gancore" / "assets" / "examples" / "horse_1.jpg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_page(url: str, proc, limit_s: float = 120) -> float:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        if proc.poll() is not None:
+            raise SystemExit(f"the studio exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return time.perf_counter()
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit("no page after 120 s")
+
+
+def one_start(translations: int) -> dict:
+    from gradio_client import Client, handle_file
+    port = free_port()
+    env = {**os.environ, "GANCORE_CACHE": tempfile.mkdtemp(prefix="cold-start-")}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        page = wait_for_page(f"http://127.0.0.1:{port}/", proc) - t0
+        t1 = time.perf_counter()
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        args = dict(image=handle_file(str(EXAMPLE)), direction="AB", cycle=False, strength=100, api_name="/translate")
+        default = default_model()
+        out = client.predict(path=default, **args)
+        first = time.perf_counter() - t1
+        trips, engine = [], []
+        for _ in range(translations):
+            t = time.perf_counter()
+            out = client.predict(path=default, **args)
+            trips.append((time.perf_counter() - t) * 1000)
+            engine.append(float(out[2].split("**")[1].split(" ms")[0]))
+        return {"page_s": page, "first_s": first, "trip_ms": float(np.median(trips)),
+                "engine_ms": float(np.median(engine)), "note": out[2]}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def default_model() -> str:
+    """The Translate tab's default model: the first of its list, as the page shows it."""
+    from studio.services import Services
+    listed = Services(weights_dir=ROOT / "weights", runs_dir=tempfile.mkdtemp()).list_checkpoints("translate")
+    return listed[0][1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--translations", type=int, default=20)
+    a = ap.parse_args()
+    rows = [one_start(a.translations) for _ in range(a.repeats)]
+    print(f"load average before: {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs; {a.repeats} starts")
+    print("| start | first page s | first translation s | round trip ms (median) | engine ms (median) |")
+    print("|---|---|---|---|---|")
+    for i, r in enumerate(rows, 1):
+        print(f"| {i} | {r['page_s']:.2f} | {r['first_s']:.2f} | {r['trip_ms']:.0f} | {r['engine_ms']:.0f} |")
+    print(f"last note: {rows[-1]['note']}")
+
+
+if __name__ == "__main__":
+    main()
