@@ -67,8 +67,8 @@ def build_app(services: Services | None = None) -> gr.Blocks:
                 masks.build(services)
             with gr.Tab("Explain", id="explain"):
                 explain.build(services)
-            with gr.Tab("Export", id="export"):
-                export.build(services)
+            with gr.Tab("Export", id="export") as tab_export:
+                export_parts = export.build(services)
             with gr.Tab("Models", id="models") as tab_models:
                 models_parts = models.build(services)
         gr.Markdown("Built on the `gancore` engine and Gradio. Example photos: horse2zebra test set "
@@ -78,6 +78,8 @@ def build_app(services: Services | None = None) -> gr.Blocks:
         # Other tabs' lists refresh when they are opened, so a model trained a moment ago shows up.
         fn, dd = explore_parts["refresh"]
         tab_explore.select(fn, dd, dd, api_name="explore_models", api_visibility="undocumented")
+        fn, dd = export_parts["refresh"]
+        tab_export.select(fn, dd, dd, api_name="export_models_on_select", api_visibility="undocumented")
         fn, dd = translate_parts["refresh"]
         tab_translate.select(fn, dd, dd, api_name="translate_models", api_visibility="undocumented")
         fn, dd, outs = models_parts["refresh"]
@@ -94,6 +96,8 @@ def build_app(services: Services | None = None) -> gr.Blocks:
             _quiet(image), inputs, out, api_name="explore_first_image", api_visibility="undocumented")
         fn, dd = translate_parts["refresh"]
         demo.load(fn, dd, dd, api_name="translate_models_on_load", api_visibility="undocumented")
+        fn, dd = export_parts["refresh"]
+        demo.load(fn, dd, dd, api_name="export_models_on_load", api_visibility="undocumented")
         fn, dd, outs = models_parts["refresh"]
         demo.load(fn, dd, outs, api_name="models_on_load", api_visibility="undocumented")
     # Training alone (its handler also refuses a second job); inference a few at a time.

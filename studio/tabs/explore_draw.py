@@ -24,7 +24,6 @@ def _composite(value):
 
 def build(services, ckpt, sliders):
     """An accordion under the explore view; `ckpt` is the tab's generator, `sliders` its direction sliders."""
-    from gancore.analysis import projection
 
     # ---- plain functions -------------------------------------------------------------------------
     def edited(path, z, alphas):
@@ -40,6 +39,7 @@ def build(services, ckpt, sliders):
 
     @friendly
     def find(path, drawing, picture, *alphas):
+        from gancore.analysis import projection  # torch: imported when a person first draws
         model = services.load(path)
         p = projection.project(model, picture if picture is not None else _composite(drawing))
         pair = enlarge(tile(np.stack([p.target, p.image]), cols=2, pad=4), 256)
@@ -58,6 +58,7 @@ def build(services, ckpt, sliders):
     def load(path, file, *alphas):
         if not file:
             return gr.skip(), gr.skip(), gr.skip()
+        from gancore.analysis import projection
         model = services.load(path)
         z = projection.load_latent(file, int(model.noise(1).shape[1])).reshape(-1).tolist()
         return z, png_file(enlarge(edited(path, z, alphas)), "latent-edited"), "Latent loaded: the sliders edit it."

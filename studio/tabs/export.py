@@ -87,10 +87,7 @@ def build(services):
             pairs = []
         return gr.Radio(choices=pairs or [("", "")], value=pairs[0][1] if pairs else "", visible=len(pairs) > 1)
 
-    try:
-        pairs = services.list_checkpoints()
-    except Exception:
-        pairs = []
+    pairs = []   # filled on page load, so starting the app does not wait for torch
     gr.Markdown("Save a generator as one ONNX file that runs anywhere ONNX Runtime does. Every export is "
                 "checked against the PyTorch model before you get it.")
     with gr.Row():
