@@ -6,7 +6,6 @@ explicitly below; each is `studio/tabs/<name>.py` with `build(services)`.
 from __future__ import annotations
 
 import atexit
-import importlib
 import logging
 import os
 import shutil
@@ -104,8 +103,9 @@ def build_app(services: Services | None = None) -> gr.Blocks:
     demo.queue(default_concurrency_limit=4, max_size=64)
     quiet_when_idle(demo)
     demo.services = services
-    # Import the engine (torch) in the background while the page is being served.
-    threading.Thread(target=importlib.import_module, args=("gancore.inference",), daemon=True).start()
+    # Import the engine (torch) and get the showcase translator ready in the background while the page is
+    # being served, so the first translation does not wait for them.
+    threading.Thread(target=services.warm_up, daemon=True, name="warm-up").start()
     return demo
 
 

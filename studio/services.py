@@ -134,6 +134,18 @@ class Services:
                               strength=float(strength))
 
 
+    def warm_up(self) -> None:
+        """Import the engine and build the Translate tab's default model's fast runners (both ways)."""
+        import logging
+        importlib.import_module("gancore.inference")
+        try:
+            listed = self.list_checkpoints("translate")
+            if listed:
+                for direction, _ in self.library.load(listed[0][1]).directions().items():
+                    self.runner(listed[0][1], direction)
+        except Exception as e:    # a broken file is reported when someone chooses it
+            logging.getLogger("studio").warning("warm-up: %s", e)
+
     def runner(self, path: str, direction: str):
         """One way of a translator on the fastest backend for this machine (gancore.deploy.fast)."""
         from gancore.deploy.fast import generator_runner

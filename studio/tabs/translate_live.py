@@ -17,6 +17,9 @@ from studio.ui import SCRATCH, friendly
 
 LIVE_SIZES = [("256 px (the model's size)", 256), ("192 px (faster)", 192), ("128 px (fastest)", 128)]
 VIDEO_MAX_SECONDS = 30.0
+# The page sends a camera frame this often; a frame that arrives while the last one is being translated
+# replaces the one waiting, so a fast model shows up to 20 frames/s and a slow machine just skips frames.
+LIVE_SEND_EVERY_S = 0.05
 
 
 def build(services, ckpt, direction):
@@ -86,7 +89,7 @@ def build(services, ckpt, direction):
 
     # ---- wiring ------------------------------------------------------------------------------------
     cam.stream(live, [cam, ckpt, direction, size, state], [live_out, rate, state], api_name="translate_live",
-               stream_every=0.1, time_limit=300, concurrency_limit=1, concurrency_id="live",
+               stream_every=LIVE_SEND_EVERY_S, time_limit=300, concurrency_limit=1, concurrency_id="live",
                show_progress="hidden")
     vgo.click(clip, [ckpt, vin, direction, deflicker], [vout, vnote], api_name="translate_video",
               concurrency_limit=1, concurrency_id="video")
