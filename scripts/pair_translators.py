@@ -3,8 +3,9 @@
     python scripts/pair_translators.py runs/h2z/best.safetensors runs/z2h/best.safetensors \
         --out weights/horse2zebra.safetensors [--metrics metrics.json] [--default]
 
-The generators' EMA weights are stored in fp16; heads and discriminators stay with the runs. `--default`
-asks the studio to open the Translate tab on this file. What each run trained is kept in the header.
+The generators' EMA weights and the discriminators are stored in fp16; the PatchNCE heads stay with the
+runs. `--default` asks the studio to open the Translate tab on this file. What each run trained is kept in
+the header, without the paths of the machine it ran on.
 """
 from __future__ import annotations
 

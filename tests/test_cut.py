@@ -74,6 +74,9 @@ def test_two_one_way_runs_pair_into_a_two_way_model(tmp_path, h2z):
     src = ckpt.load(ba)[0]
     for k, v in model.generator("BA").state_dict().items():
         torch.testing.assert_close(v.float(), src[f"ema.G_AB.{k}"].half().float())
+    # Each run's discriminator judges the domain it translated into: the second run's now judges horses.
+    for k, v in model.discriminator("AB", side="input").state_dict().items():
+        torch.testing.assert_close(v.float(), src[f"D_B.{k}"].half().float())
     from gancore.deploy.export import export_onnx
     report = export_onnx(str(out), tmp_path / "z2h.onnx", network="G_BA", latency_repeats=0, psnr_min_db=0)
     assert report["parity_max_abs_diff"] <= 1e-4

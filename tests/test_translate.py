@@ -48,9 +48,9 @@ def test_shipped_weights_turn_a_real_horse_into_something_else_and_back(model, h
         cycle_err = np.abs(r["reconstruction"] - horse).mean()
         other = np.abs(horses[(i + 1) % 3] - horse).mean()     # how far an unrelated photo is
         assert change > 10, f"{names[i]}: the zebra should differ clearly from the horse ({change:.1f})"
-        # The cycle keeps the photo: far closer to it than another photo is (it is blurrier than the input,
-        # so its error is of the same order as the change the first model makes; see weights/horse2zebra.md).
-        assert cycle_err < 25 and cycle_err < other / 2, f"{names[i]}: cycle error {cycle_err:.1f}, other {other:.1f}"
+        # The round trip comes back near the photo: far closer to it than another photo is. (The shipped CUT
+        # translator is not trained for the round trip, unlike CycleGAN, so nothing tighter is promised.)
+        assert cycle_err < other / 2, f"{names[i]}: round-trip error {cycle_err:.1f}, another photo {other:.1f}"
 
 
 def test_cli_translate_folder_with_a_broken_file(tmp_path, h2z):

@@ -14,10 +14,13 @@ The studio, the service and the webcam use this; `bench/translate_speed.py` prin
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,7 +34,9 @@ from gancore.inference import load_model, translate_with, translation_ways
 log = logging.getLogger(__name__)
 CHECK_TOL = 1e-3            # max abs difference on [-1, 1] outputs when a cached graph is reused
 TIMING_SIZE = 256
+EXPORT_LIMIT_S = 300
 _build_lock = threading.Lock()
+_builds: list[threading.Thread] = []
 
 
 def cache_dir() -> Path:
@@ -113,21 +118,38 @@ def _runner(path: str, _mtime: int, direction: str | None, threads: int) -> Runn
     elif mode == "onnxruntime":
         run.settle(Path(path), model, direction, threads, timed=False)
     else:                          # the first photos are served by PyTorch while the graph is built
-        threading.Thread(target=run.settle, args=(Path(path), model, direction, threads, True), daemon=True,
-                         name=f"onnx-{Path(path).stem}-{direction}").start()
+        build = threading.Thread(target=run.settle, args=(Path(path), model, direction, threads, True),
+                                 daemon=True, name=f"onnx-{Path(path).stem}-{direction}")
+        _builds.append(build)
+        build.start()
     return run
 
 
+@atexit.register
+def _finish_builds(limit_s: float = 60) -> None:
+    """A build still in ONNX Runtime's native code when the interpreter exits would abort the process."""
+    for build in _builds:
+        build.join(limit_s)
+
+
 def _onnx_generator(path: Path, model, direction: str | None, threads: int):
-    """The way's graph from the cache, exported first when it is not there."""
-    from gancore.deploy.export import export_onnx
+    """The way's graph from the cache, exported first when it is not there.
+
+    The export runs in a child process: exporting sets process-wide tracing state in PyTorch, and the
+    translations this process serves meanwhile must not see it. One thread, so they keep the other cores.
+    """
     from gancore.deploy.onnx_runtime import OnnxGenerator
     network = model.directions()[model.direction(direction)]
     cached = cache_dir() / f"{path.stem}-{file_hash(path)}-{network}.onnx"
     if not cached.is_file():
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.onnx")
-        export_onnx(model, tmp, network=network, latency_repeats=0)
+        tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.onnx")
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, "-m", "gancore", "export", str(path), "--out", str(tmp),
+                               "--network", network], capture_output=True, text=True, env=env, timeout=EXPORT_LIMIT_S)
+        if done.returncode != 0 or not tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"export failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
         os.replace(tmp, cached)
     return OnnxGenerator(cached, threads=threads)
 

@@ -374,8 +374,8 @@ class CUT(GANModel):
 
 def two_way_from(ab: tuple[dict, CUTConfig], ba: tuple[dict, CUTConfig]) -> tuple[dict, CUTConfig]:
     """One two-way model from two one-way runs: `ab` translates A -> B, `ba` was trained B -> A (its own "A" is
-    this model's B). Takes each run's generator (EMA weights where it has them); heads and discriminators stay
-    behind. Returns (tensors, config)."""
+    this model's B). Takes each run's generator (EMA weights where it has them) and its discriminator (so the
+    Explain tab can show what each judge looks at); the PatchNCE heads stay behind. Returns (tensors, config)."""
     (t_ab, cfg_ab), (t_ba, cfg_ba) = ab, ba
     same = ("image_channels", "base_channels", "res_blocks", "block", "upsample", "image_size")
     if cfg_ab.two_way or cfg_ba.two_way or any(getattr(cfg_ab, k) != getattr(cfg_ba, k) for k in same):
@@ -388,4 +388,8 @@ def two_way_from(ab: tuple[dict, CUTConfig], ba: tuple[dict, CUTConfig]) -> tupl
         plain = {k[len("G_AB."):]: v for k, v in tensors.items() if k.startswith("G_AB.")}
         return {f"{name}.{k}": v for k, v in (ema or plain).items()}
 
-    return {**generator(t_ab, "G_AB"), **generator(t_ba, "G_BA")}, replace(cfg_ab, two_way=True)
+    def judge(tensors: dict, name: str) -> dict:
+        return {f"{name}.{k[len('D_B.'):]}": v for k, v in tensors.items() if k.startswith("D_B.")}
+
+    tensors = {**generator(t_ab, "G_AB"), **generator(t_ba, "G_BA"), **judge(t_ab, "D_B"), **judge(t_ba, "D_A")}
+    return tensors, replace(cfg_ab, two_way=True)
