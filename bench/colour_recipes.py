@@ -33,7 +33,7 @@ def _adam(lr: float, batch: int, **more) -> dict:
 
 
 AUG = {"augment": "color,translation,cutout"}
-NARROW = {**AUG, "ada_target": 0.6, "base_channels": 16, "d_base_channels": 16}   # the fourth session's winner
+NARROW = {**AUG, "ada_target": 0.6, "base_channels": 16, "d_base_channels": 16}   # the winner of an earlier round
 DECAY = _adam(2e-3, 32, lr_decay_start=0.5)      # lr falls linearly to 0 over the second half of the budget
 
 # name -> (training settings, model settings) on top of a DCGAN at 64 px RGB.
@@ -51,7 +51,7 @@ RECIPES = {
     # D on frozen ImageNet features (Projected GAN), and both with MSGAN's mode-seeking term (weight 1).
     "projected": (DECAY, {**NARROW, "d_features": "lite0"}),
     "narrow-decay-ms": (DECAY, {**NARROW, "mode_seeking": 1.0}),
-    "projected-ms": (DECAY, {**NARROW, "d_features": "lite0", "mode_seeking": 1.0}),   # recommended since session 6
+    "projected-ms": (DECAY, {**NARROW, "d_features": "lite0", "mode_seeking": 1.0}),   # the recommended pictures recipe
     "plain-2e-3": (_adam(2e-3, 32), {}),
 }
 

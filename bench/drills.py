@@ -1,4 +1,4 @@
-"""Fault drills (issue 12): kill -9 and SIGTERM during training and during checkpoint writes, two runs into
+"""Fault drills: kill -9 and SIGTERM during training and during checkpoint writes, two runs into
 one folder, a read-only and a full output disk (small tmpfs mounts; needs root), a studio killed and
 restarted in the middle of a run. Prints one table: drill, tries, clean outcomes, crashes, work lost.
 

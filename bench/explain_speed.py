@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/explain_speed.py [--threads 1]
 
-Targets (issue 6): any gradient method <= 1 s on a 64x64 image on 2 CPU cores; the learned mask with
+Targets: any gradient method <= 1 s on a 64x64 image on 2 CPU cores; the learned mask with
 defaults (50 epochs, lr 0.01) <= 5 s. Median of 5 runs after one warm-up.
 """
 from __future__ import annotations

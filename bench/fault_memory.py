@@ -1,4 +1,4 @@
-"""Peak memory of the biggest hostile uploads and requests, each in a fresh process (issue 12: <= 2 GB above idle).
+"""Peak memory of the biggest hostile uploads and requests, each in a fresh process (target: <= 2 GB above idle).
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python bench/fault_memory.py [--bomb-mb 1536]
 

@@ -1,7 +1,7 @@
 """Latent-slider latency: the engine call behind one slider move, and the round trip through the API.
 
-Targets (issue 5): <= 50 ms server time and <= 100 ms round trip for a DCGAN sample on 2 CPU cores;
-(issue 12) <= 150 ms round trip while the studio trains a model (`--during-training`: the same round trip
+Targets: <= 50 ms server time and <= 100 ms round trip for a DCGAN sample on 2 CPU cores;
+and <= 150 ms round trip while the studio trains a model (`--during-training`: the same round trip
 again with a studio training job running, which keeps to its own thread budget).
 Baseline in the same process: a plain `sample()` of one image with no direction edit.
 

@@ -1,6 +1,6 @@
 """Nothing lost: stop, SIGTERM, kill -9 and restarts, in the CLI, the Trainer and the studio's training job.
 
-Targets (issue 12): work lost on any kill, SIGTERM or restart <= the larger of 60 s or 200 steps; two runs
+Targets: work lost on any kill, SIGTERM or restart <= the larger of 60 s or 200 steps; two runs
 never write into one folder; a restarted studio lists the interrupted run and can resume it.
 """
 from __future__ import annotations
