@@ -65,3 +65,14 @@ def test_a_translation_run_shows_its_curve_and_keeps_the_best(tmp_path, h2z):
     steps = [e for e in events if e.kind == "step"]
     assert {"G/identity_distance", "D/acc_real", "D/acc_fake"} <= set(steps[-1].losses)
     assert (tmp_path / "run" / "best.safetensors").exists()
+
+
+def test_a_fresh_translators_noise_is_never_the_checkpoint_kept():
+    """Measured on the zebra -> horse run: its untrained generator (step 10) scored KID 126.6 against 151.6 for
+    the unchanged photos, below every trained check for thousands of steps; keeping it would ship noise."""
+    from gancore.analysis.quality import best_of, is_best
+    point = {"photo_kid": 151.6, "identity": 0.12, "diversity": 0.85}
+    history = [{**point, "step": 10, "kid": 126.6, "identity": 0.198, "diversity": 0.61},
+               {**point, "step": 1305, "kid": 140.4}, {**point, "step": 5710, "kid": 137.4}]
+    assert best_of(history)["step"] == 5710 and is_best(history)
+    assert best_of(history[:1])["step"] == 10          # with nothing else, the only check is the best there is

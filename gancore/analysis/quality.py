@@ -153,7 +153,10 @@ def no_nearer(point: dict) -> bool:
 
 
 def best_of(history: list[dict]) -> dict | None:
-    healthy = [p for p in history if p["diversity"] >= COLLAPSE_DIVERSITY and not copying(p)] or history
+    """The point whose checkpoint is kept: the lowest KID past the first WARM_UP steps among healthy ones (a
+    fresh translator's noise can score below the unchanged photos: it is never the one kept)."""
+    healthy = [p for p in history if p["step"] >= WARM_UP and p["diversity"] >= COLLAPSE_DIVERSITY
+               and not copying(p)] or history
     return min(healthy, key=lambda p: p["kid"]) if healthy else None
 
 
