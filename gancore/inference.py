@@ -200,19 +200,22 @@ def translate_with(run, image, channels: int, image_size: int, size_multiple: in
 
     strength in [0, 1] mixes the photo (0) and the full translation (1) pixel by pixel: every step in between
     is a real photograph cross-faded with its translation, never a half-trained network's guess.
-    Returns {"output": uint8 HWC, "reconstruction": uint8 HWC or None, "note": str, "ms": float}.
+    Returns {"output": uint8 HWC, "reconstruction": uint8 HWC or None, "note": str, "ms": float (the
+    translation, photo in to picture out), "round_trip_ms": float (translating it back; 0 without run_back)}.
     """
     if not isinstance(strength, (int, float)) or not math.isfinite(strength) or not 0 <= strength <= 1:
         raise BadInput(f"strength must be a number from 0 to 1 (0 %: the photo, 100 %: the translation), got {strength!r:.20}")
     t0 = time.perf_counter()
     x, size_wh, note = prepare_photo(image, channels, image_size, max_side, scale)
     y = run_padded(run, x, size_multiple)
-    rec = run_padded(run_back, y, size_multiple) if run_back is not None else None
     out = resize_to(y, size_wh)
     if strength < 1:
         out = torch.lerp(resize_to(x, size_wh), out, float(strength))
-    return {"output": to_uint8(out[0]), "note": note, "ms": (time.perf_counter() - t0) * 1000,
-            "reconstruction": to_uint8(resize_to(rec, size_wh)[0]) if rec is not None else None}
+    out = to_uint8(out[0])
+    t1 = time.perf_counter()
+    rec = to_uint8(resize_to(run_padded(run_back, y, size_multiple), size_wh)[0]) if run_back is not None else None
+    return {"output": out, "note": note, "ms": (t1 - t0) * 1000, "round_trip_ms": (time.perf_counter() - t1) * 1000,
+            "reconstruction": rec}
 
 
 def translation_ways(model, direction: str = "AB", cycle: bool = False) -> tuple[str, str | None]:
