@@ -6,8 +6,9 @@ translation of a bundled example photo with the Translate tab's default model, t
 Each start is a fresh process on a free port with an empty ONNX cache (as on a new machine or a restarted
 Space). "first page": the process start to the first HTTP 200 of `/`; "first translation": the studio's
 `/translate` through gradio_client, from the page being up; "round trip (median)": the next translations,
-client side, beside the engine's own time (the figure the Translate tab shows). The load average is
-printed: run it on an otherwise idle machine.
+client side, beside the engine's own time (the figure the Translate tab shows); then, in this process,
+Gradio's floor: the same call to an app that returns the photo unchanged. The load average is printed: run
+it on an otherwise idle machine.
 """
 from __future__ import annotations
 
@@ -75,6 +76,35 @@ def one_start(translations: int) -> dict:
         proc.wait(30)
 
 
+def gradio_floor(translations: int) -> float:
+    """Median round trip of the same call to an app that returns the photo unchanged: what Gradio and its
+    client cost on this machine (upload, queue, two output pictures, the note) before any translation."""
+    import gradio as gr
+    from gradio_client import Client, handle_file
+
+    def echo(path, image, direction, cycle, strength):
+        return image, image, "unchanged"
+
+    port = free_port()
+    with gr.Blocks() as demo:
+        ins = [gr.Textbox(), gr.Image(type="numpy"), gr.Textbox(), gr.Checkbox(), gr.Number()]
+        outs = [gr.Image(), gr.Image(), gr.Markdown()]
+        gr.Button().click(echo, ins, outs, api_name="translate")
+    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        args = dict(image=handle_file(str(EXAMPLE)), direction="AB", cycle=False, strength=100, api_name="/translate")
+        client.predict(path="", **args)
+        trips = []
+        for _ in range(translations):
+            t = time.perf_counter()
+            client.predict(path="", **args)
+            trips.append((time.perf_counter() - t) * 1000)
+        return float(np.median(trips))
+    finally:
+        demo.close()
+
+
 def default_model() -> str:
     """The Translate tab's default model: the first of its list, as the page shows it."""
     from studio.services import Services
@@ -94,6 +124,8 @@ def main() -> None:
     for i, r in enumerate(rows, 1):
         print(f"| {i} | {r['page_s']:.2f} | {r['first_s']:.2f} | {r['trip_ms']:.0f} | {r['engine_ms']:.0f} |")
     print(f"last note: {rows[-1]['note']}")
+    print(f"Gradio's floor: {gradio_floor(a.translations):.0f} ms median round trip for the same call to an app that "
+          "returns the photo unchanged")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The shipped translator's model-card pictures, from the two long runs and the shipped file.
 
-    python scripts/translator_card.py      # needs ../shared and experiments/{h2z,z2h}/last.safetensors
+    python scripts/translator_card.py [H2Z_RUN Z2H_RUN]   # needs ../shared; the runs' checkpoints (default
+                                                         # experiments/{h2z,z2h}/last.safetensors)
 
 weights/horse2zebra.png        8 test horses over their zebras, then 8 test zebras over their horses (256 px
                                test photos, never trained on, never used to pick the checkpoint)
@@ -11,6 +12,7 @@ weights/horse2zebra_curve.png  each run's held-out curve: Lite1 KID x100 of its 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +39,13 @@ def panel() -> None:
     out.resize((out.width // 2, out.height // 2), Image.LANCZOS).save(ROOT / "weights" / "horse2zebra.png")
 
 
-def curve() -> None:
+def curve(runs: dict[str, Path]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
     for way, label, colour in (("h2z", "horse → zebra", "tab:blue"), ("z2h", "zebra → horse", "tab:orange")):
-        state = json.loads(ckpt.read_header(ROOT / "experiments" / way / "last.safetensors")["train_state"])
+        state = json.loads(ckpt.read_header(runs[way])["train_state"])
         history = state.get("quality") or []
         hours_per_step = (state.get("cpu_s") or 0) / 3600 / max(state["step"], 1)
         x = [p["step"] * hours_per_step for p in history]
@@ -58,5 +60,6 @@ def curve() -> None:
 
 
 if __name__ == "__main__":
+    paths = sys.argv[1:] or [ROOT / "experiments" / way / "last.safetensors" for way in ("h2z", "z2h")]
     panel()
-    curve()
+    curve(dict(zip(("h2z", "z2h"), map(Path, paths))))

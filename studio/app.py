@@ -49,6 +49,9 @@ CSS = """
 
 def build_app(services: Services | None = None) -> gr.Blocks:
     services = services or Services()
+    # Import the engine (torch) and get the showcase translator ready in the background while the page is
+    # built and served, so the first translation does not wait for them.
+    services.start_warm_up()
 
     # ---- layout ------------------------------------------------------------------------------------
     # Generated files (images, GIFs, uploads) older than a day are removed once a day.
@@ -103,9 +106,6 @@ def build_app(services: Services | None = None) -> gr.Blocks:
     demo.queue(default_concurrency_limit=4, max_size=64)
     quiet_when_idle(demo)
     demo.services = services
-    # Import the engine (torch) and get the showcase translator ready in the background while the page is
-    # being served, so the first translation does not wait for them.
-    threading.Thread(target=services.warm_up, daemon=True, name="warm-up").start()
     return demo
 
 

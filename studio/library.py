@@ -63,6 +63,11 @@ class CheckpointLibrary:
             self._header_cache[key] = header_summary(p)
         return self._header_cache[key]
 
+    def model_type(self, path: Path) -> str:
+        """The header's model type, unchecked: enough to leave out another task's files before checking."""
+        from gancore.checkpoint import read_header
+        return str(read_header(path).get("model_type", ""))
+
     def label(self, path: Path) -> str:
         path = Path(path)
         if self.weights_dir in path.parents:
@@ -80,6 +85,8 @@ class CheckpointLibrary:
         out, first = [], []
         for p in self._files():
             try:
+                if task is not None and task_of(self.model_type(p)) != task:
+                    continue                   # another task's file is not checked in full for this list
                 h = self.header(p)
             except Exception as e:             # a damaged or hostile file is skipped here (the Models tab lists it)
                 _log_unexpected(p, e)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from pathlib import Path
 
 from gancore.errors import BadInput
@@ -25,6 +26,7 @@ class Services:
         self.library = CheckpointLibrary(weights_dir, runs_dir)
         self.job = TrainingJob(self.library.runs_dir)
         self.weights_dir, self.runs_dir = self.library.weights_dir, self.library.runs_dir
+        self.warming: threading.Thread | None = None
 
     # ---- the checkpoint library ----------------------------------------------------------------------
     def list_checkpoints(self, task: str | None = None) -> list[tuple[str, str]]:
@@ -82,7 +84,10 @@ class Services:
         return self.job.stop()
 
     def wait(self, timeout: float | None = None) -> None:
+        """Until the training job and the warm-up are over."""
         self.job.wait(timeout)
+        if self.warming is not None:
+            self.warming.join(timeout)
 
     def shutdown(self, timeout: float = 30) -> None:
         self.job.shutdown(timeout)
@@ -134,15 +139,20 @@ class Services:
                               strength=float(strength))
 
 
-    def warm_up(self) -> None:
-        """Import the engine and build the Translate tab's default model's fast runners (both ways)."""
+    def start_warm_up(self) -> None:
+        self.warming = threading.Thread(target=self.warm_up, daemon=True, name="warm-up")
+        self.warming.start()
+
+    def warm_up(self, limit_s: float = 120) -> None:
+        """Import the engine and get the Translate tab's default model's fast runners (both ways) ready."""
         import logging
         importlib.import_module("gancore.inference")
         try:
             listed = self.list_checkpoints("translate")
             if listed:
-                for direction, _ in self.library.load(listed[0][1]).directions().items():
-                    self.runner(listed[0][1], direction)
+                ways = self.library.load(listed[0][1]).directions()
+                for run in [self.runner(listed[0][1], direction) for direction in ways]:
+                    run.ready.wait(limit_s)
         except Exception as e:    # a broken file is reported when someone chooses it
             logging.getLogger("studio").warning("warm-up: %s", e)
 

@@ -24,22 +24,30 @@ def fresh(monkeypatch, tmp_path):
     fast._runner.cache_clear()
 
 
+@pytest.fixture
+def unshipped(tmp_path):
+    """The shipped translator without the graphs that ship beside it: the fast path must export them."""
+    copy = tmp_path / "h2z.safetensors"
+    copy.write_bytes(SHIPPED.read_bytes())
+    return copy
+
+
 def _photo(h2z, name="testA", size=(203, 141)):
     path = sorted((h2z / name).glob("*.jpg"))[-1]             # a test photo, not a bundled example
     return np.asarray(Image.open(path).convert("RGB").resize(size))
 
 
-def test_onnx_runtime_translates_like_pytorch_and_keeps_its_graph(fresh, h2z, monkeypatch):
+def test_onnx_runtime_translates_like_pytorch_and_keeps_its_graph(fresh, unshipped, h2z, monkeypatch):
     monkeypatch.setenv("GANCORE_RUNTIME", "onnxruntime")
     for direction, photo in (("AB", _photo(h2z)), ("BA", _photo(h2z, "testB", (96, 160)))):
-        got = fast.translate_fast(SHIPPED, photo, direction, cycle=True)
+        got = fast.translate_fast(unshipped, photo, direction, cycle=True)
         want = translate(load_model(SHIPPED), photo, direction, cycle=True)
         assert got["backend"] == "onnxruntime"
         for key in ("output", "reconstruction"):
             assert np.abs(got[key].astype(int) - want[key].astype(int)).max() <= 1, (direction, key)
     assert sorted(p.name.split("-")[-1] for p in fresh.glob("*.onnx")) == ["G_AB.onnx", "G_BA.onnx"]
     fast._runner.cache_clear()                  # a restart finds the graphs and checks them again
-    assert fast.generator_runner(SHIPPED, "AB").backend == "onnxruntime"
+    assert fast.generator_runner(unshipped, "AB").backend == "onnxruntime"
 
 
 def test_forcing_pytorch_and_the_automatic_choice(fresh, h2z, monkeypatch):
@@ -57,13 +65,13 @@ def test_forcing_pytorch_and_the_automatic_choice(fresh, h2z, monkeypatch):
     assert run.backend == faster and run.why == "faster on this machine", run
 
 
-def test_a_damaged_cached_graph_falls_back_to_pytorch(fresh, h2z, monkeypatch):
+def test_a_damaged_cached_graph_falls_back_to_pytorch(fresh, unshipped, monkeypatch):
     monkeypatch.setenv("GANCORE_RUNTIME", "onnxruntime")
-    fast.generator_runner(SHIPPED, "AB")
+    fast.generator_runner(unshipped, "AB")
     graph = next(fresh.glob("*G_AB.onnx"))
     graph.write_bytes(graph.read_bytes()[:1000])
     fast._runner.cache_clear()
-    run = fast.generator_runner(SHIPPED, "AB")
+    run = fast.generator_runner(unshipped, "AB")
     assert run.backend == "pytorch" and "unavailable" in run.why
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
@@ -77,3 +85,17 @@ def test_the_webcam_runs_on_the_fast_path_with_the_same_frames(fresh, h2z, monke
     quick = LiveTranslator(model, "AB", run=fast.generator_runner(SHIPPED, "AB"))
     plain = LiveTranslator(model, "AB")
     assert np.abs(quick(frame).astype(int) - plain(frame).astype(int)).max() <= 1
+
+
+def test_the_shipped_translators_graphs_ship_beside_it_and_are_used_as_they_are(fresh, h2z):
+    """A new machine's first photos run on ONNX Runtime without an export: the graphs in weights/onnx/ are
+    named for the checkpoint's current content (scripts/ship_onnx.py), are checked, and nothing is cached."""
+    model = load_model(SHIPPED)
+    for direction, network in model.directions().items():
+        assert fast.graph_path(SHIPPED, network, SHIPPED.parent / "onnx").is_file(), network
+        run = fast.generator_runner(SHIPPED, direction)
+        assert run.ready.wait(60) and run.onnx is not None, run
+    assert not fresh.exists() or not list(fresh.glob("*.onnx"))
+    stale = [p.name for p in (SHIPPED.parent / "onnx").glob("*.onnx")
+             if p not in {fast.graph_path(SHIPPED, n, SHIPPED.parent / "onnx") for n in model.directions().values()}]
+    assert not stale, f"graphs of another version of the weights: {stale} (python scripts/ship_onnx.py)"

@@ -5,8 +5,9 @@
     run.backend, run.ms         # "onnxruntime" or "pytorch", and both timings on a 256-px input
 
 The first call for a file starts, in the background, the export of that way's generator to ONNX (once per
-file content: cached under `cache_dir()` by the checkpoint's hash; export proves parity against PyTorch on
-the model's own example photos), checks the cached graph against PyTorch again on a small input, then times
+file content: cached under `cache_dir()` by the checkpoint's hash, unless the graph ships beside the checkpoint
+in `onnx/`, as the bundled translator's do: `scripts/ship_onnx.py`; export proves parity against PyTorch on
+the model's own example photos), checks the graph against PyTorch again on a small input, then times
 both on one 256-px input and keeps the faster; PyTorch serves meanwhile, so the first photo never waits for
 the export. PyTorch serves whenever ONNX Runtime is missing, the export fails, the outputs differ, or
 `GANCORE_RUNTIME=pytorch`; `GANCORE_RUNTIME=onnxruntime` builds at once and skips the timing.
@@ -35,8 +36,9 @@ log = logging.getLogger(__name__)
 CHECK_TOL = 1e-3            # max abs difference on [-1, 1] outputs when a cached graph is reused
 TIMING_SIZE = 256
 EXPORT_LIMIT_S = 300
-_build_lock = threading.Lock()
-_builds: list[threading.Thread] = []
+_build_lock = threading.RLock()
+_pending: list = []                              # builds waiting for the builder thread
+_builder: threading.Thread | None = None
 
 
 def cache_dir() -> Path:
@@ -118,40 +120,71 @@ def _runner(path: str, _mtime: int, direction: str | None, threads: int) -> Runn
     elif mode == "onnxruntime":
         run.settle(Path(path), model, direction, threads, timed=False)
     else:                          # the first photos are served by PyTorch while the graph is built
-        build = threading.Thread(target=run.settle, args=(Path(path), model, direction, threads, True),
-                                 daemon=True, name=f"onnx-{Path(path).stem}-{direction}")
-        _builds.append(build)
-        build.start()
+        _queue_build(lambda: run.settle(Path(path), model, direction, threads, True))
     return run
+
+
+def _queue_build(build) -> None:
+    """Builds run one at a time on one background thread: each export is a child process on one core, so
+    the photos served meanwhile keep the other cores."""
+    global _builder
+    with _build_lock:
+        _pending.append(build)
+        if _builder is None or not _builder.is_alive():
+            _builder = threading.Thread(target=_build_all, daemon=True, name="onnx-builds")
+            _builder.start()
+
+
+def _build_all() -> None:
+    while True:
+        with _build_lock:
+            if not _pending:
+                return
+            build = _pending.pop(0)
+        build()
 
 
 @atexit.register
 def _finish_builds(limit_s: float = 60) -> None:
     """A build still in ONNX Runtime's native code when the interpreter exits would abort the process."""
-    for build in _builds:
-        build.join(limit_s)
+    with _build_lock:
+        _pending.clear()
+    if _builder is not None:
+        _builder.join(limit_s)
 
 
 def _onnx_generator(path: Path, model, direction: str | None, threads: int):
-    """The way's graph from the cache, exported first when it is not there.
+    """The way's graph: shipped beside the checkpoint (`onnx/`), else from the cache, exported first when it
+    is in neither. Both are keyed by the checkpoint's hash, so a graph of an older file is never used."""
+    from gancore.deploy.onnx_runtime import OnnxGenerator
+    network = model.directions()[model.direction(direction)]
+    graph = graph_path(path, network, path.parent / "onnx")
+    if not graph.is_file():
+        graph = graph_path(path, network, cache_dir())
+        if not graph.is_file():
+            export_graph(path, network, graph)
+    return OnnxGenerator(graph, threads=threads)
+
+
+def graph_path(path: Path, network: str, folder: Path) -> Path:
+    return folder / f"{path.stem}-{file_hash(path)}-{network}.onnx"
+
+
+def export_graph(path: Path, network: str, out: Path) -> None:
+    """Export one network of a checkpoint to `out` (written whole or not at all).
 
     The export runs in a child process: exporting sets process-wide tracing state in PyTorch, and the
     translations this process serves meanwhile must not see it. One thread, so they keep the other cores.
     """
-    from gancore.deploy.onnx_runtime import OnnxGenerator
-    network = model.directions()[model.direction(direction)]
-    cached = cache_dir() / f"{path.stem}-{file_hash(path)}-{network}.onnx"
-    if not cached.is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.onnx")
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        done = subprocess.run([sys.executable, "-m", "gancore", "export", str(path), "--out", str(tmp),
-                               "--network", network], capture_output=True, text=True, env=env, timeout=EXPORT_LIMIT_S)
-        if done.returncode != 0 or not tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"export failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
-        os.replace(tmp, cached)
-    return OnnxGenerator(cached, threads=threads)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.{threading.get_ident()}.onnx")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "gancore", "export", str(path), "--out", str(tmp),
+                           "--network", network], capture_output=True, text=True, env=env, timeout=EXPORT_LIMIT_S)
+    if done.returncode != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"export failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    os.replace(tmp, out)
 
 
 def _check(net: torch.nn.Module, onnx) -> None:

@@ -47,6 +47,8 @@ class StepContext:
 
 def init_dcgan_weights(module: nn.Module, std: float = 0.02) -> None:
     """N(0, 0.02) for convolutions and linear layers, N(1, 0.02) for norm scales (Radford et al. 2016)."""
+    if is_meta(module):
+        return
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             parametrized = nn.utils.parametrize.is_parametrized(m, "weight")   # e.g. spectral norm
@@ -56,6 +58,12 @@ def init_dcgan_weights(module: nn.Module, std: float = 0.02) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.InstanceNorm2d)) and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
+
+
+def is_meta(module: nn.Module) -> bool:
+    """Built on the meta device for its shapes only (`registry.meta_shapes`): there is nothing to initialise,
+    and drawing random numbers there would import torch's compiler (about a second)."""
+    return any(p.is_meta for p in module.parameters())
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:

@@ -33,6 +33,7 @@ from gancore.models.base import (
     example_photos,
     image_io,
     init_dcgan_weights,
+    is_meta,
     set_requires_grad,
     split_held_out,
     synthetic_photo,
@@ -147,7 +148,8 @@ class MaskRec(GANModel):
         self.D = Discriminator(config)
         init_dcgan_weights(self)
         # The channel-wise FC keeps its 1/sqrt(cells) scale: N(0, 0.02) would nearly cut the encoder off.
-        nn.init.normal_(self.G.encoder.fc.weight, 0.0, ((config.image_size // 4) ** 2) ** -0.5)
+        if not is_meta(self):
+            nn.init.normal_(self.G.encoder.fc.weight, 0.0, ((config.image_size // 4) ** 2) ** -0.5)
 
     def sample_masks(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """Training masks (N, 1, H, W); global RNG unless a generator is given."""
