@@ -72,7 +72,7 @@ def test_training_runs_to_its_end_and_shows_samples(page, studio):
     page.locator("#train-budget input").fill("10")
     page.locator("#train-start").click()
     page.locator("#train-note").get_by_text("Started").wait_for()
-    page.locator('#train-progress [data-status="running"]').wait_for()
+    # Ten steps may be over before the page polls, so "running" need not be seen; "finished" must.
     page.locator('#train-progress [data-status="finished"]').wait_for(timeout=180_000)
     grid = page.locator("#train-grid img")
     grid.wait_for()
