@@ -134,6 +134,22 @@ def png_bytes(image: np.ndarray) -> bytes:
 # ----------------------------------------------------------------------------------------------------
 # Photos
 
+def check_picture_size(w: int, h: int, name: str = "", what: str = "image",
+                       max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """The size every picture must have before it is scaled: photos, clip frames and camera frames alike.
+
+    At least MIN_SIDE pixels per side, sides differing at most MAX_ASPECT times (a 4096x8 strip would be
+    scaled to 256x131072), at most `max_pixels` pixels. `name` (a file's name) starts the message.
+    """
+    label = f"{name}: {what}" if name else what
+    if min(w, h) < MIN_SIDE:
+        raise _bad(f"{label} is too small ({w}x{h}); it needs at least {MIN_SIDE} pixels per side")
+    if max(w, h) / min(w, h) > MAX_ASPECT:
+        raise _bad(f"{label} is too elongated ({w}x{h}); the sides may differ at most {MAX_ASPECT} times")
+    if w * h > max_pixels:
+        raise DataTooLarge(f"{label} is too large ({w}x{h} pixels; at most {max_pixels / 1e6:.0f} megapixels)")
+
+
 def as_pil(image) -> Image.Image:
     """PIL image, uint8 array, path or file -> PIL image (files are opened with the engine's guards)."""
     if isinstance(image, Image.Image):
@@ -205,11 +221,7 @@ def prepare_photo(image, channels: int, image_size: int, max_side: int = MAX_SID
     """
     im = to_rgb_or_grey(as_pil(image), channels)
     w, h = im.size
-    label = f"{Path(image).name}: " if isinstance(image, (str, os.PathLike)) else ""   # name the file
-    if min(w, h) < MIN_SIDE:
-        raise _bad(f"{label}image is too small ({w}x{h}); it needs at least {MIN_SIDE} pixels per side")
-    if max(w, h) / min(w, h) > MAX_ASPECT:
-        raise _bad(f"{label}image is too elongated ({w}x{h}); the sides may differ at most {MAX_ASPECT} times")
+    check_picture_size(w, h, Path(image).name if isinstance(image, (str, os.PathLike)) else "")
     note, out_w, out_h = "", w, h
     if max(w, h) > max_side:
         f = max_side / max(w, h)
