@@ -92,10 +92,20 @@ def to_uint8(x) -> np.ndarray:
     return x.movedim(-3, -1).cpu().numpy()
 
 
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed) -> int:
+    """A seed from a user: a whole number in 0..2^63-1 (torch overflows past 2^64 and wraps negatives)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
+        raise BadInput(f"the seed must be a whole number from 0 to 2^63-1 ({MAX_SEED}), got {seed!r:.40}")
+    return int(seed)
+
+
 def seeded(seed: int) -> torch.Generator:
     """The random stream a seed stands for: the same seed gives the same images everywhere."""
     import torch
-    return torch.Generator().manual_seed(int(seed))
+    return torch.Generator().manual_seed(check_seed(seed))
 
 
 def seeded_noise(n: int, latent_dim: int, seed: int) -> torch.Tensor:

@@ -407,6 +407,28 @@ def test_config_validation():
     assert registry.config_from_json("dcgan", '{"base_channels": 8}').base_channels == 8
 
 
+def test_seeds_and_learning_rates_are_bounded_with_a_clear_message():
+    from gancore.analysis.masking import make_mask
+    from gancore.config import ConfigError
+    from gancore.distill import DistillConfig
+    from gancore.errors import BadInput
+    from gancore.imaging import seeded
+    from gancore.recipes import recommended
+    for seed in (-1, 2**63, 2**64, 1.5, "7", True):
+        with pytest.raises(BadInput, match="seed must be a whole number from 0 to 2.63-1"):
+            seeded(seed)
+    with pytest.raises(BadInput, match="seed"):
+        make_mask("random patches", 0.5, 4, 2**64, 16)
+    assert seeded(2**63 - 1).initial_seed() == 2**63 - 1
+    for bad, field in ((dict(seed=2**63), "seed must be a whole number from 0 to 2.63-1"),
+                       (dict(lr_g=3.0), "lr_g must be between 0 and 1"), (dict(lr_d=-1e-4), "lr_d")):
+        with pytest.raises(ConfigError, match=field):
+            recommended("dcgan", **bad)
+    for bad, field in ((dict(lr=5.0), "lr must be between 0 and 1"), (dict(seed=-3), "seed")):
+        with pytest.raises(ConfigError, match=f"DistillConfig: {field}"):
+            DistillConfig(**bad)
+
+
 def test_orphaned_temporary_checkpoints_are_cleaned(corpus, tmp_path):
     import subprocess
     import sys

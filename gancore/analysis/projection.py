@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from gancore.errors import BadInput, Unsupported
+from gancore.imaging import seeded
 
 INK_MIN_FRACTION = 0.002      # less ink than this (of the canvas) is an empty drawing
 
@@ -148,7 +149,7 @@ def project(model, target, steps: int = 600, restarts: int = 8, candidates: int 
         raise ProjectionError(f"the prepared target is {tgt.shape}, the model draws {(size, size, channels)}")
     device = next(model.parameters()).device
     t = _to_unit(tgt).to(device)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = seeded(seed)
 
     # 1. Random candidates, scored in batches.
     with torch.no_grad():
