@@ -429,6 +429,30 @@ def test_seeds_and_learning_rates_are_bounded_with_a_clear_message():
             DistillConfig(**bad)
 
 
+def test_zip_member_errors_name_the_zip_and_the_member_never_a_server_path(tmp_path):
+    import zipfile
+
+    from gancore.errors import DataError
+    from gancore.files import safe_extract_zip
+    from gancore.imaging import png_bytes
+    long_name = "x" * 300 + ".png"                         # longer than a file name may be (255 bytes)
+    with zipfile.ZipFile(tmp_path / "long.zip", "w") as zf:
+        zf.writestr("ok.png", png_bytes(np.zeros((8, 8, 3), np.uint8)))
+        zf.writestr(long_name, png_bytes(np.zeros((8, 8, 3), np.uint8)))
+    with pytest.raises(DataError) as e:
+        safe_extract_zip(tmp_path / "long.zip", tmp_path / "out")
+    msg = describe(e.value).message
+    assert msg.startswith("long.zip: member ...xxx") and "xxx.png cannot be unpacked" in msg, msg
+    assert str(tmp_path) not in msg and len(msg) < 200 and not (tmp_path / "out").exists()
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("photos/a.png", b"\x00" * 5000)
+    data = bytearray((tmp_path / "bad.zip").read_bytes())
+    data[44:50] = b"\xff" * 6                               # damage the compressed stream
+    (tmp_path / "bad.zip").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"^bad\.zip: member photos/a\.png is damaged"):
+        safe_extract_zip(tmp_path / "bad.zip", tmp_path / "out2")
+
+
 def test_orphaned_temporary_checkpoints_are_cleaned(corpus, tmp_path):
     import subprocess
     import sys
