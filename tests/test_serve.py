@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from PIL import Image
 from hostile import lying_onnx_cases
+from PIL import Image
 from test_export import save_tiny
 
 from gancore.cli import main as cli
