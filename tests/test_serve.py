@@ -249,3 +249,15 @@ def test_onnx_runtime_failures_are_4xx_or_507_never_500(files):
         app.state.backend.gen.session = Failing(error)
         r = c.post("/generate", json={"n": 2})
         assert r.status_code == status and "dcgan.onnx" in r.json()["detail"], r.text
+
+
+def test_cli_serve_takes_the_limits(capsys):
+    from gancore.cli import build_parser
+    args = build_parser().parse_args(["serve", "m.onnx", "--max-concurrent", "3", "--max-waiting", "0",
+                                      "--timeout-s", "5", "--max-body-mb", "2"])
+    assert (args.max_concurrent, args.max_waiting, args.timeout_s, args.max_body_mb) == (3, 0, 5.0, 2.0)
+    for bad in (["--max-waiting", "-1"], ["--timeout-s", "0"], ["--max-concurrent", "0"], ["--max-body-mb", "x"]):
+        capsys.readouterr()
+        assert cli(["serve", "m.onnx", *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: gancore serve: argument ") and err.count("\n") == 1, err

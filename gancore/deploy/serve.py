@@ -1,10 +1,11 @@
 """HTTP generation service (FastAPI + uvicorn) for a checkpoint or an exported ONNX file.
 
 `gancore serve MODEL --host 127.0.0.1 --port 8000`. Endpoints: `POST /generate` (noise models),
-`POST /translate` (CycleGAN), `GET /healthz`, `GET /model`, OpenAPI docs at `/docs`. Endpoints are plain
-`def`s, so FastAPI runs them in its thread pool and concurrent requests are served in parallel (ONNX Runtime
-sessions and eval-mode PyTorch modules are safe to call from several threads). Every response carries the
-server time in `X-Process-Time-Ms`.
+`POST /translate` (CycleGAN), `GET /healthz`, `GET /model`, OpenAPI docs at `/docs`. The work of a request
+runs on a pool of threads (ONNX Runtime sessions and eval-mode PyTorch modules are safe to call from several
+threads) under `ServiceLimits`: a body over the size limit gets 413 before it is parsed, a request beyond the
+pool and its line gets 503 with Retry-After, one past the time limit 504; `/healthz` is answered on the event
+loop, never behind work. Every response carries the server time in `X-Process-Time-Ms`.
 """
 from __future__ import annotations
 
@@ -372,8 +373,8 @@ def _json_safe_error(e: dict) -> dict:
     return out
 
 
-def main(model: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+def main(model: str, host: str = "127.0.0.1", port: int = 8000, limits: ServiceLimits | None = None) -> None:
     import uvicorn
-    app = create_app(model)
+    app = create_app(model, limits)
     print(f"serving {Path(model).name} on http://{host}:{port} (docs: http://{host}:{port}/docs)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
