@@ -96,7 +96,10 @@ MAX_SEED = 2**63 - 1
 
 
 def check_seed(seed) -> int:
-    """A seed from a user: a whole number in 0..2^63-1 (torch overflows past 2^64 and wraps negatives)."""
+    """A seed from a user: a whole number in 0..2^63-1 (torch overflows past 2^64 and wraps negatives). A
+    number field may send 3.0 for 3."""
+    if isinstance(seed, float) and seed.is_integer():
+        seed = int(seed)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
         raise BadInput(f"the seed must be a whole number from 0 to 2^63-1 ({MAX_SEED}), got {seed!r:.40}")
     return int(seed)

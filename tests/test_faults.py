@@ -419,7 +419,7 @@ def test_seeds_and_learning_rates_are_bounded_with_a_clear_message():
             seeded(seed)
     with pytest.raises(BadInput, match="seed"):
         make_mask("random patches", 0.5, 4, 2**64, 16)
-    assert seeded(2**63 - 1).initial_seed() == 2**63 - 1
+    assert seeded(2**63 - 1).initial_seed() == 2**63 - 1 and seeded(3.0).initial_seed() == 3
     for bad, field in ((dict(seed=2**63), "seed must be a whole number from 0 to 2.63-1"),
                        (dict(lr_g=3.0), "lr_g must be between 0 and 1"), (dict(lr_d=-1e-4), "lr_d")):
         with pytest.raises(ConfigError, match=field):
