@@ -280,8 +280,30 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    serve.main(args.model, host=args.host, port=args.port)
+    limits = serve.ServiceLimits(max_body_bytes=int(args.max_body_mb * 2**20), max_concurrent=args.max_concurrent,
+                                 max_waiting=args.max_waiting, timeout_s=args.timeout_s)
+    serve.main(args.model, host=args.host, port=args.port, limits=limits)
     return 0
+
+
+def _waiting(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= n <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 10000, got {n}")
+    return n
+
+
+def _positive_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < x < 1e6:
+        raise argparse.ArgumentTypeError(f"must be above 0 and below 1000000, got {text}")
+    return x
 
 
 class _Parser(argparse.ArgumentParser):
@@ -309,6 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
                    "only; 0.0.0.0 for every network)")
     v.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    d = serve.ServiceLimits()
+    v.add_argument("--max-body-mb", type=_positive_float, default=d.max_body_bytes / 2**20,
+                   help=f"larger request bodies get 413 before they are read (default: {d.max_body_bytes / 2**20:g})")
+    v.add_argument("--max-concurrent", type=_positive, default=d.workers(),
+                   help=f"requests computed at once (default: {d.workers()}, this machine's cores up to 4)")
+    v.add_argument("--max-waiting", type=_waiting, metavar="N", default=d.max_waiting,
+                   help=f"requests in line behind them; more get 503 with Retry-After (default: {d.max_waiting})")
+    v.add_argument("--timeout-s", type=_positive_float, default=d.timeout_s,
+                   help=f"a request not answered in this many seconds gets 504 (default: {d.timeout_s:g})")
     v.set_defaults(func=cmd_serve)
     return p
 

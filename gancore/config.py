@@ -29,7 +29,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "lambda_rec": (0, 1e6), "lambda_adv": (0, 1e6), "mask_ratio": (0, 1), "mask_ratio_spread": (0, 1),
     "pixel_mask_share": (0, 1), "g_hidden": (1, 65_536), "d_hidden": (1, 65_536), "ada_target": (0, 0.99),
     # training config
-    "batch_size": (1, 65_536), "lr_g": (0, math.inf), "lr_d": (0, math.inf), "beta1": (0, 1), "beta2": (0, 1),
+    "batch_size": (1, 65_536), "lr_g": (0, 1), "lr_d": (0, 1), "lr": (0, 1), "beta1": (0, 1), "beta2": (0, 1),
     "steps": (0, 10**12), "epochs": (0, 1e9), "minutes": (0, 1e7), "lr_decay_start": (0, 1),
     "ema_decay": (0, 1), "seed": (0, BIG_INT), "num_workers": (0, 256), "checkpoint_every_seconds": (0, 1e9),
     "crop_size": (0, 2048), "quality_every_steps": (0, 10**9), "quality_samples": (16, 10_000),
@@ -111,7 +111,8 @@ def check_value(owner: str, name: str, value: Any, kind: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be a whole number, got {value!r:.40}")
         if not lo <= value <= hi:
-            raise ConfigError(f"{where} must be between {lo:g} and {hi:g}, got {value}")
+            top = "2^63-1" if hi == BIG_INT else f"{hi:g}"
+            raise ConfigError(f"{where} must be a whole number from {lo:g} to {top}, got {value}")
         return value
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -33,7 +33,7 @@ from torch import nn
 
 from gancore import checkpoint as ckpt
 from gancore import registry
-from gancore.config import from_dict, to_json
+from gancore.config import check_values, from_dict, to_json
 from gancore.data import UnpairedDataset, open_image, resize_crop
 from gancore.errors import BadInput, Unsupported
 from gancore.features import Lite0Taps
@@ -61,6 +61,9 @@ class DistillConfig:
     data_limit: int = 0              # the first N photos of each domain (0 = all)
     log_every_steps: int = 10        # a progress event every this many steps
     checkpoint_every_seconds: float = 60   # a kill or crash loses at most this much work (0 = off)
+
+    def __post_init__(self):
+        check_values(DistillConfig, asdict(self))     # types and ranges (seed, lr): ConfigError names the field
 
 
 @dataclass

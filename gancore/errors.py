@@ -5,6 +5,9 @@
       BadCheckpoint           a model file cannot be used (not ours, damaged, lying header, wrong model)
       Unsupported             a valid request this model or machine cannot do (fp16 on CPU, eval of a maskrec)
       Busy                    try again later (one training job at a time)
+        Overloaded            the service holds as many requests as it takes (503, with Retry-After)
+      TimedOut                a request that ran past its time limit (504)
+      OutOfMemory             the machine has no memory left for this request (507)
 
 Everything else (a bug in this project, a failure inside torch) is an internal error: callers log the
 traceback under a short reference and show the reference, never the traceback (`describe`).
@@ -59,6 +62,25 @@ class Unsupported(GanStudioError):
 class Busy(GanStudioError):
     title = "Busy"
     http_status = 409
+
+
+class Overloaded(Busy):
+    """Every place in the service's line is taken; `retry_after_s` says when to come back."""
+    http_status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TimedOut(GanStudioError):
+    title = "Took too long"
+    http_status = 504
+
+
+class OutOfMemory(GanStudioError):
+    title = "Out of memory"
+    http_status = 507
 
 
 class TrainingError(GanStudioError, RuntimeError):

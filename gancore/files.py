@@ -22,6 +22,7 @@ MAX_ZIP_MEMBER_BYTES = 100 * 1024 * 1024   # one image file; a 40-megapixel PNG 
 MAX_ZIP_MEMBERS = 25_000           # entries of any kind (an upload is decoded up to 20000 images)
 MAX_ZIP_RATIO = 100                # unpacked bytes per zip byte (photos hardly compress; bombs do by 1000x)
 MIN_ZIP_BUDGET = 200 * 1024 * 1024 # a small zip may still unpack to this much
+_DAMAGED = (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError, zlib.error)
 
 
 def safe_extract_zip(zip_path: Path, target: Path, max_bytes: int = MAX_ZIP_BYTES,
@@ -48,18 +49,30 @@ def safe_extract_zip(zip_path: Path, target: Path, max_bytes: int = MAX_ZIP_BYTE
             total = 0
             for info, dest in _image_members(infos, target):
                 if info.file_size > max_member_bytes:
-                    raise DataTooLarge(f"{name}: member {info.filename} unpacks to {info.file_size / 1e6:.0f} MB; "
-                                       f"at most {max_member_bytes / 1e6:.0f} MB per file")
-                total = _unpack_member(zf, info, dest, name, max_member_bytes, total, max_bytes)
+                    raise DataTooLarge(f"{name}: member {_short(info.filename)} unpacks to "
+                                       f"{info.file_size / 1e6:.0f} MB; at most {max_member_bytes / 1e6:.0f} MB per file")
+                try:
+                    total = _unpack_member(zf, info, dest, name, max_member_bytes, total, max_bytes)
+                except _DAMAGED as e:
+                    raise DataError(f"{name}: member {_short(info.filename)} is damaged or encrypted "
+                                    f"({e.__class__.__name__})") from None
+                except OSError as e:       # a name too long for the disk, a full disk: no server path shown
+                    raise DataError(f"{name}: member {_short(info.filename)} cannot be unpacked here "
+                                    f"({e.strerror or e.__class__.__name__})") from None
     except BaseException as e:
         if created:
             shutil.rmtree(target, ignore_errors=True)
         if isinstance(e, DataError):
             raise
-        if isinstance(e, (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError, zlib.error)):
+        if isinstance(e, _DAMAGED):
             raise DataError(f"{name}: a member is damaged or encrypted ({e.__class__.__name__})") from None
         raise
     return target
+
+
+def _short(member: str, limit: int = 80) -> str:
+    """A member's name for a message: its end is what tells members apart."""
+    return member if len(member) <= limit else "..." + member[-(limit - 3):]
 
 
 def _open_zip(zip_path: Path, max_bytes: int) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo], int]:
@@ -99,7 +112,7 @@ def _unpack_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, name:
             written += len(chunk)
             total += len(chunk)
             if written > max_member_bytes:
-                raise DataTooLarge(f"{name}: member {info.filename} unpacks to more than "
+                raise DataTooLarge(f"{name}: member {_short(info.filename)} unpacks to more than "
                                    f"{max_member_bytes / 1e6:.0f} MB per file")
             if total > max_bytes:
                 raise DataTooLarge(f"{name}: unpacks to more than the {max_bytes / 1e6:.0f} MB "

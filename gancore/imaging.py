@@ -92,10 +92,23 @@ def to_uint8(x) -> np.ndarray:
     return x.movedim(-3, -1).cpu().numpy()
 
 
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed) -> int:
+    """A seed from a user: a whole number in 0..2^63-1 (torch overflows past 2^64 and wraps negatives). A
+    number field may send 3.0 for 3."""
+    if isinstance(seed, float) and seed.is_integer():
+        seed = int(seed)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
+        raise BadInput(f"the seed must be a whole number from 0 to 2^63-1 ({MAX_SEED}), got {seed!r:.40}")
+    return int(seed)
+
+
 def seeded(seed: int) -> torch.Generator:
     """The random stream a seed stands for: the same seed gives the same images everywhere."""
     import torch
-    return torch.Generator().manual_seed(int(seed))
+    return torch.Generator().manual_seed(check_seed(seed))
 
 
 def seeded_noise(n: int, latent_dim: int, seed: int) -> torch.Tensor:
@@ -133,6 +146,22 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 # ----------------------------------------------------------------------------------------------------
 # Photos
+
+def check_picture_size(w: int, h: int, name: str = "", what: str = "image",
+                       max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """The size every picture must have before it is scaled: photos, clip frames and camera frames alike.
+
+    At least MIN_SIDE pixels per side, sides differing at most MAX_ASPECT times (a 4096x8 strip would be
+    scaled to 256x131072), at most `max_pixels` pixels. `name` (a file's name) starts the message.
+    """
+    label = f"{name}: {what}" if name else what
+    if min(w, h) < MIN_SIDE:
+        raise _bad(f"{label} is too small ({w}x{h}); it needs at least {MIN_SIDE} pixels per side")
+    if max(w, h) / min(w, h) > MAX_ASPECT:
+        raise _bad(f"{label} is too elongated ({w}x{h}); the sides may differ at most {MAX_ASPECT} times")
+    if w * h > max_pixels:
+        raise DataTooLarge(f"{label} is too large ({w}x{h} pixels; at most {max_pixels / 1e6:.0f} megapixels)")
+
 
 def as_pil(image) -> Image.Image:
     """PIL image, uint8 array, path or file -> PIL image (files are opened with the engine's guards)."""
@@ -205,11 +234,7 @@ def prepare_photo(image, channels: int, image_size: int, max_side: int = MAX_SID
     """
     im = to_rgb_or_grey(as_pil(image), channels)
     w, h = im.size
-    label = f"{Path(image).name}: " if isinstance(image, (str, os.PathLike)) else ""   # name the file
-    if min(w, h) < MIN_SIDE:
-        raise _bad(f"{label}image is too small ({w}x{h}); it needs at least {MIN_SIDE} pixels per side")
-    if max(w, h) / min(w, h) > MAX_ASPECT:
-        raise _bad(f"{label}image is too elongated ({w}x{h}); the sides may differ at most {MAX_ASPECT} times")
+    check_picture_size(w, h, Path(image).name if isinstance(image, (str, os.PathLike)) else "")
     note, out_w, out_h = "", w, h
     if max(w, h) > max_side:
         f = max_side / max(w, h)

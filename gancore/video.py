@@ -1,8 +1,11 @@
 """Clips and webcam frames through a CycleGAN (Zhu et al. 2017), one frame at a time, with less flicker.
 
 Decoding and encoding use PyAV (`av`), whose wheel carries the FFmpeg libraries, so nothing outside the
-venv is needed. A clip comes back as H.264 MP4 at the clip's frame rate; its audio track, if it has one,
-is re-encoded to AAC beside it. A clip longer than `MAX_SECONDS` is refused before any work is done.
+venv is needed. A clip comes back as H.264 MP4 at the clip's frame rate (at most `MAX_FPS`: a faster clip
+is resampled to it); its audio track, if it has one, is re-encoded to AAC beside it. Frames meet the same
+size rules as photos (`gancore.imaging.check_picture_size`). A clip longer than `MAX_SECONDS`, or one that
+would decode more than `MAX_DECODE_FPS` frames a second or `MAX_DECODED_PIXELS` pixels, is refused, from its
+header before any work is done and again while decoding, since headers may lie.
 
 Per-frame translation flickers: the generator answers small input changes (sensor noise, compression,
 a slow pan) with larger output changes (CycleGAN repo issue #127). `Deflicker` blends each output with the
@@ -26,12 +29,15 @@ import torch
 import torch.nn.functional as F
 
 from gancore.errors import BadInput, TooLarge, Unsupported
-from gancore.imaging import run_padded
+from gancore.imaging import check_picture_size, run_padded
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv"}
 MAX_SECONDS = 30.0        # a clip may be at most this long (the studio's and the CLI's default)
-MAX_SIDE = 1024           # frames larger than this on their longer side are refused
+MAX_SIDE = 1024           # the output's longer side; frames over 4x this on their longer side are refused
 WORK_SIZE = 256           # frames are translated with their shorter side at this many pixels
+MAX_FPS = 60              # frames translated per second of clip; a faster clip is resampled to this rate
+MAX_DECODE_FPS = 240      # frames decoded per second of clip, at most (a 1000-fps clip is refused)
+MAX_DECODED_PIXELS = 4_000_000_000   # all decoded frames together: 30 s of 1080p at 60 fps
 
 
 class VideoError(BadInput):
@@ -89,17 +95,62 @@ def probe(path) -> ClipInfo:
         return ClipInfo(duration, fps, w, h, frames, bool(c.streams.audio), v.codec_context.name)
 
 
+def out_fps(fps: float) -> float:
+    """The frame rate a clip is translated at: its own, at most MAX_FPS."""
+    return min(float(fps), float(MAX_FPS))
+
+
+def max_decoded_frames(max_seconds: float) -> int:
+    return int(math.ceil((max_seconds + 0.05) * MAX_DECODE_FPS))
+
+
 def check_clip(info: ClipInfo, name: str, max_seconds: float = MAX_SECONDS) -> None:
+    """Refuse, from the header alone, a clip too long, too fast or too large to decode."""
     if info.duration_s is not None and info.duration_s > max_seconds + 0.05:
         raise TooLarge(f"{name}: the clip is {info.duration_s:.1f} s long; the limit is {max_seconds:g} s, "
                        "trim it first")
+    check_picture_size(info.width, info.height, name, "a frame")
     if max(info.width, info.height) > MAX_SIDE * 4:
         raise TooLarge(f"{name}: frames of {info.width}x{info.height} are too large (at most "
                        f"{MAX_SIDE * 4} pixels per side)")
+    frames = info.frames or 0
+    if frames > max_decoded_frames(max_seconds):
+        raise TooLarge(f"{name}: the clip holds {frames} frames; at most {max_decoded_frames(max_seconds)} "
+                       f"({MAX_DECODE_FPS} a second)")
+    if frames * info.width * info.height > MAX_DECODED_PIXELS:
+        raise TooLarge(f"{name}: the clip decodes to {frames * info.width * info.height / 1e9:.1f} gigapixels; "
+                       f"at most {MAX_DECODED_PIXELS / 1e9:g} (shorten it or lower its resolution)")
+
+
+def _rgb(frame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24")
+
+
+class _DecodeBudget:
+    """Counts decoded frames and pixels against the caps; a header may lie about both."""
+
+    def __init__(self, name: str, max_seconds: float):
+        self.name, self.max_frames = name, max_decoded_frames(max_seconds)
+        self.frames = self.pixels = 0
+        self.shape: tuple[int, int] | None = None
+
+    def add(self, frame) -> None:
+        self.frames += 1
+        self.pixels += frame.width * frame.height
+        if (frame.width, frame.height) != self.shape:        # a stream may change size midway
+            check_picture_size(frame.width, frame.height, self.name, "a frame")
+            self.shape = (frame.width, frame.height)
+        if self.frames > self.max_frames:
+            raise TooLarge(f"{self.name}: the clip holds more than {self.max_frames} frames "
+                           f"({MAX_DECODE_FPS} a second at most)")
+        if self.pixels > MAX_DECODED_PIXELS:
+            raise TooLarge(f"{self.name}: the clip decodes to more than {MAX_DECODED_PIXELS / 1e9:g} gigapixels")
 
 
 def read_frames(path, max_seconds: float = MAX_SECONDS) -> Iterator[np.ndarray]:
-    """uint8 RGB frames (H, W, 3) in display order; TooLarge past max_seconds even if the header lied."""
+    """uint8 RGB frames (H, W, 3) in display order, at most `out_fps` a second (faster clips are resampled by
+    dropping frames); TooLarge past max_seconds or the decoding caps even if the header lied, and when memory
+    runs out while decoding."""
     import av
     name = Path(str(path)).name
     with _open(path) as c:
@@ -108,14 +159,20 @@ def read_frames(path, max_seconds: float = MAX_SECONDS) -> Iterator[np.ndarray]:
         v = c.streams.video[0]
         v.thread_type = "AUTO"
         fps = float(v.average_rate or v.guessed_rate or 0) or 25.0
-        limit = int(math.ceil((max_seconds + 0.05) * fps))
-        n = 0
+        rate = out_fps(fps)
+        limit = int(math.ceil((max_seconds + 0.05) * rate))
+        budget, n = _DecodeBudget(name, max_seconds), 0
         try:
-            for frame in c.decode(v):
+            for i, frame in enumerate(c.decode(v)):
+                budget.add(frame)
+                if i and math.floor(i * rate / fps) == math.floor((i - 1) * rate / fps):
+                    continue                                  # over the frame-rate ceiling: dropped
                 n += 1
                 if n > limit:
                     raise TooLarge(f"{name}: the clip runs past {max_seconds:g} s, the limit; trim it first")
-                yield frame.to_ndarray(format="rgb24")
+                yield _rgb(frame)
+        except MemoryError:                                   # av.error.MemoryError (ENOMEM) too
+            raise TooLarge(f"{name}: the clip is too large to decode in this machine's memory") from None
         except av.error.FFmpegError as e:
             if n == 0:
                 raise VideoError(f"{name}: no frame could be decoded ({e.__class__.__name__}); "
@@ -135,8 +192,9 @@ def _even(n: int) -> int:
 class FrameTranslator:
     """One direction of a CycleGAN, applied to uint8 RGB frames at `work_size` (shorter side)."""
 
-    def __init__(self, model, direction: str = "AB", work_size: int = WORK_SIZE, run=None):
-        """`run`: the direction's generator on another backend (gancore.deploy.fast), tensor -> tensor."""
+    def __init__(self, model, direction: str = "AB", work_size: int = WORK_SIZE, run=None, what: str = "a frame"):
+        """`run`: the direction's generator on another backend (gancore.deploy.fast), tensor -> tensor.
+        `what` names the frames in messages ("a camera frame")."""
         if model.task != "translate":
             raise Unsupported(f"{model.model_type} is not a translation model; choose a CycleGAN")
         if model.config.image_channels != 3:
@@ -145,9 +203,11 @@ class FrameTranslator:
         self.net = run or self.net
         self.multiple = model.size_multiple
         self.work_size = int(work_size)
+        self.what = what
         self.device = next(model.parameters()).device
 
     def work_shape(self, h: int, w: int) -> tuple[int, int]:
+        check_picture_size(w, h, what=self.what)          # never scale a 4096x8 strip to 256x131072
         s = self.work_size / min(h, w)
         return max(8, round(h * s)), max(8, round(w * s))
 
@@ -307,7 +367,8 @@ def translate_clip(model, src, dst, direction: str = "AB", deflicker: float = 0.
     dst = Path(str(dst))
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.stem}.part{dst.suffix or '.mp4'}")
-    rate = Fraction(info.fps).limit_denominator(1001)
+    rate = Fraction(out_fps(info.fps)).limit_denominator(1001)
+    total = round(info.frames * float(rate) / info.fps) if info.frames else None   # after resampling
     t0 = time.perf_counter()
     n = 0
     try:
@@ -325,7 +386,7 @@ def translate_clip(model, src, dst, direction: str = "AB", deflicker: float = 0.
                     out.mux(packet)
                 n += 1
                 if progress is not None and n % batch_size == 0:
-                    progress(n, info.frames)
+                    progress(n, total)
             for packet in vs.encode(None):
                 out.mux(packet)
             if audio is not None:
@@ -355,7 +416,7 @@ class LiveTranslator:
 
     def __init__(self, model, direction: str = "AB", work_size: int = WORK_SIZE, deflicker: float = 0.5,
                  key=None, run=None):
-        self.translator = FrameTranslator(model, direction, work_size, run)
+        self.translator = FrameTranslator(model, direction, work_size, run, what="a camera frame")
         self.smooth = Deflicker(deflicker)
         self.key = key
         self.times: deque[float] = deque(maxlen=30)
@@ -363,8 +424,9 @@ class LiveTranslator:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[2] not in (3, 4) or min(frame.shape[:2]) < 8:
+        if frame.ndim != 3 or frame.shape[2] not in (3, 4):
             raise BadInput(f"expected an RGB camera frame, got shape {frame.shape}")
+        check_picture_size(frame.shape[1], frame.shape[0], what="a camera frame")
         if max(frame.shape[:2]) > MAX_SIDE * 4:
             raise TooLarge(f"camera frames of {frame.shape[1]}x{frame.shape[0]} are too large")
         t = time.perf_counter()

@@ -360,3 +360,36 @@ def build_corpus(root: Path, tiny_dcgan: Path, tiny_cyclegan: Path, resumable: P
     root = Path(root)
     return (image_cases(root / "images") + checkpoint_cases(root / "ckpt", tiny_dcgan, tiny_cyclegan, resumable)
             + zip_cases(root / "zips", bomb_mb) + onnx_cases(root / "onnx"))
+
+
+def lying_onnx_cases(root: Path, exported_noise_onnx: Path) -> list[Case]:
+    """A real exported noise-model file whose GAN Studio metadata lies: no contract, a latent_dim that is text,
+    a fraction, absurd, or not what the graph takes."""
+    import onnx
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+
+    def make(name, why, edit):
+        m = onnx.load(str(exported_noise_onnx))
+        meta = {p.key: p.value for p in m.metadata_props}
+        edit(meta)
+        del m.metadata_props[:]
+        for k, v in meta.items():
+            entry = m.metadata_props.add()
+            entry.key, entry.value = k, v
+        onnx.save(m, str(root / f"{name}.onnx"))
+        out.append(Case(name, "onnx", root / f"{name}.onnx", False, why))
+
+    def latent(value):
+        def edit(meta):
+            cfg = json.loads(meta["model_config"])
+            cfg["latent_dim"] = value
+            meta["model_config"] = json.dumps(cfg)
+        return edit
+    make("onnx_no_contract", "the contract key is missing", lambda meta: meta.pop("contract"))
+    make("onnx_contract_list", "the contract is a list", lambda meta: meta.update(contract="[1, 2]"))
+    make("onnx_latent_text", "latent_dim is text", latent("8"))
+    make("onnx_latent_fraction", "latent_dim 8.5", latent(8.5))
+    make("onnx_latent_huge", "latent_dim 10^9", latent(10**9))
+    make("onnx_latent_mismatch", "latent_dim 16 where the graph takes 8", latent(16))
+    return out

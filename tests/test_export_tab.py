@@ -7,7 +7,7 @@ gr = pytest.importorskip("gradio")
 
 from test_export import save_tiny  # noqa: E402
 
-from gancore.deploy.export import read_metadata  # noqa: E402
+from gancore.deploy.export import export_name, read_metadata  # noqa: E402
 from studio.tabs import export as export_tab  # noqa: E402
 
 
@@ -32,6 +32,19 @@ def test_run_export_writes_under_runs_exports(tmp_path):
     assert read_metadata(path)["network"] == "G_BA"
     assert "Same results as PyTorch" in text and "largest difference" in text
     assert command.startswith("gancore serve ") and path in command
+
+
+def test_two_runs_export_to_files_named_after_their_runs(tmp_path):
+    """Every run saves last.safetensors: the export takes the run folder's name, so one run never overwrites
+    another's file."""
+    paths = []
+    for run in ("dcgan-a", "dcgan-b"):
+        (tmp_path / run).mkdir()
+        ckpt = save_tiny("dcgan", tmp_path / run / "last.safetensors")
+        paths.append(export_tab.run_export(FakeServices(tmp_path / "runs", [ckpt]), ckpt, "G_AB", "fp32")[1])
+    assert [p.split("/")[-1] for p in paths] == ["dcgan-a_G_fp32.onnx", "dcgan-b_G_fp32.onnx"]
+    assert export_name(tmp_path / "dcgan-a" / "best.safetensors", "G", "int8") == "dcgan-a_best_G_int8.onnx"
+    assert export_name("weights/horse2zebra.safetensors", "G_AB") == "horse2zebra_G_AB_fp32.onnx"
 
 
 def test_run_export_int8_report_and_errors(tmp_path):

@@ -407,6 +407,52 @@ def test_config_validation():
     assert registry.config_from_json("dcgan", '{"base_channels": 8}').base_channels == 8
 
 
+def test_seeds_and_learning_rates_are_bounded_with_a_clear_message():
+    from gancore.analysis.masking import make_mask
+    from gancore.config import ConfigError
+    from gancore.distill import DistillConfig
+    from gancore.errors import BadInput
+    from gancore.imaging import seeded
+    from gancore.recipes import recommended
+    for seed in (-1, 2**63, 2**64, 1.5, "7", True):
+        with pytest.raises(BadInput, match="seed must be a whole number from 0 to 2.63-1"):
+            seeded(seed)
+    with pytest.raises(BadInput, match="seed"):
+        make_mask("random patches", 0.5, 4, 2**64, 16)
+    assert seeded(2**63 - 1).initial_seed() == 2**63 - 1 and seeded(3.0).initial_seed() == 3
+    for bad, field in ((dict(seed=2**63), "seed must be a whole number from 0 to 2.63-1"),
+                       (dict(lr_g=3.0), "lr_g must be between 0 and 1"), (dict(lr_d=-1e-4), "lr_d")):
+        with pytest.raises(ConfigError, match=field):
+            recommended("dcgan", **bad)
+    for bad, field in ((dict(lr=5.0), "lr must be between 0 and 1"), (dict(seed=-3), "seed")):
+        with pytest.raises(ConfigError, match=f"DistillConfig: {field}"):
+            DistillConfig(**bad)
+
+
+def test_zip_member_errors_name_the_zip_and_the_member_never_a_server_path(tmp_path):
+    import zipfile
+
+    from gancore.errors import DataError
+    from gancore.files import safe_extract_zip
+    from gancore.imaging import png_bytes
+    long_name = "x" * 300 + ".png"                         # longer than a file name may be (255 bytes)
+    with zipfile.ZipFile(tmp_path / "long.zip", "w") as zf:
+        zf.writestr("ok.png", png_bytes(np.zeros((8, 8, 3), np.uint8)))
+        zf.writestr(long_name, png_bytes(np.zeros((8, 8, 3), np.uint8)))
+    with pytest.raises(DataError) as e:
+        safe_extract_zip(tmp_path / "long.zip", tmp_path / "out")
+    msg = describe(e.value).message
+    assert msg.startswith("long.zip: member ...xxx") and "xxx.png cannot be unpacked" in msg, msg
+    assert str(tmp_path) not in msg and len(msg) < 200 and not (tmp_path / "out").exists()
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("photos/a.png", b"\x00" * 5000)
+    data = bytearray((tmp_path / "bad.zip").read_bytes())
+    data[44:50] = b"\xff" * 6                               # damage the compressed stream
+    (tmp_path / "bad.zip").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"^bad\.zip: member photos/a\.png is damaged"):
+        safe_extract_zip(tmp_path / "bad.zip", tmp_path / "out2")
+
+
 def test_orphaned_temporary_checkpoints_are_cleaned(corpus, tmp_path):
     import subprocess
     import sys

@@ -2,6 +2,8 @@
 of 1000 random samples from the same generator."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -92,6 +94,35 @@ def test_empty_and_unusable_inputs_get_a_clear_message(model, tmp_path):
         load_latent(tmp_path / "junk.npy", 100)
     with pytest.raises(Unsupported):
         project(load_model(ROOT / "weights" / "horse2zebra.safetensors"), sketch("zero"))
+
+
+def test_every_unusable_latent_file_is_named_and_explained(tmp_path):
+    """Text and record dtypes, a header that claims 10^12 numbers, pickles, short bodies: one line each,
+    "not a latent file: <name>: <why>", and nothing is allocated from a lying header."""
+    import pickle
+    np.save(tmp_path / "text.npy", np.array(["1"] * 100))                        # <U1
+    np.save(tmp_path / "void.npy", np.zeros(100, dtype="V4"))
+    np.save(tmp_path / "objects.npy", np.array([None] * 100, dtype=object), allow_pickle=True)
+    (tmp_path / "pickle.npy").write_bytes(pickle.dumps(np.zeros(100, np.float32)))
+    (tmp_path / "huge.npy").write_bytes(_npy_header((10**12,)) + b"\x00" * 64)       # claims 4 TB
+    (tmp_path / "short.npy").write_bytes(_npy_header((100,)) + b"\x00" * 40)
+    (tmp_path / "words.json").write_text('{"z": ["a", "b"]}')
+    cases = {"text.npy": "<U1", "void.npy": "|V4", "objects.npy": "|O", "pickle.npy": "not a .npy array",
+             "huge.npy": "holds 1000000000000 numbers", "short.npy": "shorter than its header",
+             "words.json": "expected JSON", "missing.npy": "no such file"}
+    for name, why in cases.items():
+        with pytest.raises(ProjectionError) as e:
+            load_latent(tmp_path / name, 100)
+        msg = str(e.value)
+        assert msg.startswith(f"not a latent file: {name}: ") and why in msg and "\n" not in msg, msg
+    np.save(tmp_path / "ints.npy", np.arange(100, dtype=np.int16))               # whole numbers are numbers
+    assert load_latent(tmp_path / "ints.npy", 100)[0, 5] == 5
+
+
+def _npy_header(shape) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue()
 
 
 def test_a_colour_picture_is_centre_cropped(h2z):

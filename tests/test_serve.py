@@ -9,11 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from hostile import lying_onnx_cases
 from PIL import Image
 from test_export import save_tiny
 
+from gancore.cli import main as cli
 from gancore.deploy import serve
 from gancore.deploy.export import export_onnx
+from gancore.deploy.onnx_runtime import OnnxGenerator
+from gancore.errors import BadCheckpoint, BadInput
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
 
@@ -157,3 +161,103 @@ def test_real_uvicorn_concurrent(files):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Limits: body size, work in progress, time; files and runtimes that fail
+
+def _slowed(app):
+    """Make the app's backend wait for the returned event before it computes."""
+    release, backend = threading.Event(), app.state.backend
+    real = backend.run
+    backend.run = lambda x, direction=None: (release.wait(20), real(x, direction))[1]
+    return release
+
+
+def _wait_for(predicate, seconds=10.0):
+    end = time.perf_counter() + seconds
+    while not predicate() and time.perf_counter() < end:
+        time.sleep(0.02)
+    assert predicate()
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_parsed(files):
+    c = fastapi_testclient.TestClient(serve.create_app(files["dcgan_onnx"], serve.ServiceLimits(max_body_bytes=2000)))
+    r = c.post("/generate", content=b"{not json" + b" " * 3000, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]            # 413, not the parser's 422
+    streamed = c.post("/generate", content=iter([b'{"noise": [[' + b"0.0, " * 300, b"0.0]]}"] * 2),
+                      headers={"content-type": "application/json"})                  # no Content-Length
+    assert "content-length" not in streamed.request.headers and streamed.status_code == 413
+    big = c.post("/translate", files={"image": ("big.png", _photo_bytes((200, 200)))})
+    assert big.status_code == 413
+    assert c.post("/generate", json={"n": 2}).status_code == 200                   # small bodies pass
+
+
+def test_a_full_service_answers_503_with_retry_after_and_healthz_never_waits(files):
+    app = serve.create_app(files["dcgan_onnx"], serve.ServiceLimits(max_concurrent=1, max_waiting=1, retry_after_s=3))
+    release, c = _slowed(app), fastapi_testclient.TestClient(app)
+    with ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(c.post, "/generate", json={"n": 1}) for _ in range(2)]   # one computing, one in line
+        _wait_for(lambda: app.state.gate.admitted == 2)
+        t = time.perf_counter()
+        health = c.get("/healthz")
+        assert health.status_code == 200 and time.perf_counter() - t < 2 and health.json()["requests_in_progress"] == 2
+        r = c.post("/generate", json={"n": 1})
+        assert r.status_code == 503 and r.headers["retry-after"] == "3" and "busy" in r.json()["detail"]
+        release.set()
+        assert [f.result().status_code for f in held] == [200, 200]
+    _wait_for(lambda: app.state.gate.admitted == 0)
+
+
+def test_a_request_past_its_time_limit_is_504_and_keeps_its_slot_until_done(files):
+    app = serve.create_app(files["dcgan_onnx"], serve.ServiceLimits(max_concurrent=1, max_waiting=0, timeout_s=0.3))
+    release, c = _slowed(app), fastapi_testclient.TestClient(app)
+    r = c.post("/generate", json={"n": 1})
+    assert r.status_code == 504 and "longer than 0.3 s" in r.json()["detail"]
+    assert c.post("/generate", json={"n": 1}).status_code == 503                   # the thread still computes
+    release.set()
+    _wait_for(lambda: app.state.gate.admitted == 0)
+    assert c.post("/generate", json={"n": 1}).status_code == 200
+
+
+def test_onnx_metadata_that_lies_is_refused_when_the_file_loads(files, tmp_path, capsys):
+    for case in lying_onnx_cases(tmp_path, files["dcgan_onnx"]):
+        with pytest.raises(BadCheckpoint, match=case.path.name):
+            serve.create_app(case.path)
+        capsys.readouterr()
+        assert cli(["serve", str(case.path), "--port", "1"]) == 2, case.name
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and case.path.name in err and "\n" not in err, (case.name, err)
+
+
+def test_onnx_runtime_failures_are_4xx_or_507_never_500(files):
+    gen = OnnxGenerator(files["dcgan_onnx"])
+    with pytest.raises(BadInput, match="dcgan.onnx: ONNX Runtime cannot run this input"):
+        gen.run(np.zeros((1, 5), np.float32))                                       # the graph takes 8 numbers
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, RuntimeException
+
+    class Failing:
+        def __init__(self, e):
+            self.e = e
+
+        def run(self, *args):
+            raise self.e
+    app = serve.create_app(files["dcgan_onnx"])
+    c = fastapi_testclient.TestClient(app)
+    for error, status in ((RuntimeException("Failed to allocate memory for requested buffer"), 507),
+                          (Fail("Non-zero status code returned while running Conv node"), 400)):
+        app.state.backend.gen.session = Failing(error)
+        r = c.post("/generate", json={"n": 2})
+        assert r.status_code == status and "dcgan.onnx" in r.json()["detail"], r.text
+
+
+def test_cli_serve_takes_the_limits(capsys):
+    from gancore.cli import build_parser
+    args = build_parser().parse_args(["serve", "m.onnx", "--max-concurrent", "3", "--max-waiting", "0",
+                                      "--timeout-s", "5", "--max-body-mb", "2"])
+    assert (args.max_concurrent, args.max_waiting, args.timeout_s, args.max_body_mb) == (3, 0, 5.0, 2.0)
+    for bad in (["--max-waiting", "-1"], ["--timeout-s", "0"], ["--max-concurrent", "0"], ["--max-body-mb", "x"]):
+        capsys.readouterr()
+        assert cli(["serve", "m.onnx", *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: gancore serve: argument ") and err.count("\n") == 1, err

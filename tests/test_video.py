@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +127,63 @@ def test_cli_translates_a_clip(clip, tmp_path):
     long = subprocess.run([sys.executable, "-m", "gancore", "translate", str(SHIPPED), str(clip), "--out", str(out),
                            "--max-seconds", "0.5"], capture_output=True, text=True, env=env, timeout=300)
     assert long.returncode != 0 and "limit is 0.5 s" in long.stdout + long.stderr
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bounded media: frames meet the photos' size rules; clips are capped in frames, rate and decoded pixels
+
+def _flat_frames(n: int, w: int, h: int):
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_a_strip_clip_is_refused_in_one_line_before_any_scaling(model, tmp_path):
+    strip = write_clip(tmp_path / "strip.mp4", _flat_frames(2, 4096, 8), fps=10)
+    for attempt in (lambda: video.translate_clip(model, strip, tmp_path / "out.mp4"),
+                    lambda: list(video.read_frames(strip))):
+        with pytest.raises(BadInput, match=r"^strip\.mp4: a frame is too elongated \(4096x8\)") as e:
+            attempt()
+        assert "\n" not in str(e.value)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_strip_camera_frame_is_refused_not_scaled_to_256x131072(model):
+    live = video.LiveTranslator(model, "AB", work_size=64)
+    with pytest.raises(BadInput, match=r"a camera frame is too elongated \(4096x8\)"):
+        live(np.zeros((8, 4096, 3), np.uint8))
+    with pytest.raises(TooLarge, match="too large"):
+        live(np.zeros((8000, 8000, 3), np.uint8)[:, :, :3])      # 64 megapixels: over the photos' cap too
+    tr = video.FrameTranslator(model, "AB", work_size=64)
+    with pytest.raises(BadInput, match=r"a frame is too elongated \(8x4096\)"):
+        tr.to_input(np.zeros((1, 4096, 8, 3), np.uint8))
+
+
+def test_a_1000_fps_clip_is_resampled_or_refused_within_seconds(model, tmp_path):
+    fast = write_clip(tmp_path / "fast.mp4", _flat_frames(1500, 32, 32), fps=1000)     # 1.5 s at 1000 fps
+    t = time.perf_counter()
+    frames = list(video.read_frames(fast))
+    assert len(frames) <= 1.5 * video.MAX_FPS + 1 and time.perf_counter() - t < 10
+    r = video.translate_clip(model, fast, tmp_path / "out.mp4", work_size=32, keep_audio=False)
+    assert r["fps"] == video.MAX_FPS and r["frames"] == len(frames)
+    t = time.perf_counter()
+    with pytest.raises(TooLarge, match=r"fast\.mp4: the clip holds 1500 frames"):     # from the header
+        video.translate_clip(model, fast, tmp_path / "out2.mp4", max_seconds=2)
+    with pytest.raises(TooLarge, match=r"fast\.mp4: the clip holds more than \d+ frames"):   # while decoding
+        list(video.read_frames(fast, max_seconds=2))
+    assert time.perf_counter() - t < 10
+
+
+def test_decoded_pixels_and_memory_are_capped_with_the_clip_name(model, tmp_path, monkeypatch):
+    clip = write_clip(tmp_path / "small.mp4", _flat_frames(6, 64, 48), fps=10)
+    monkeypatch.setattr(video, "MAX_DECODED_PIXELS", 64 * 48 * 3)
+    with pytest.raises(TooLarge, match=r"small\.mp4: the clip decodes to .* gigapixels"):
+        video.translate_clip(model, clip, tmp_path / "out.mp4")
+    with pytest.raises(TooLarge, match=r"small\.mp4: the clip decodes to more than"):
+        list(video.read_frames(clip))
+    monkeypatch.setattr(video, "MAX_DECODED_PIXELS", 10**12)
+
+    def no_memory(frame):
+        raise MemoryError
+    monkeypatch.setattr(video, "_rgb", no_memory)
+    with pytest.raises(TooLarge, match=r"small\.mp4: the clip is too large to decode"):
+        video.translate_clip(model, clip, tmp_path / "out.mp4")

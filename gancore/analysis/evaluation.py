@@ -21,7 +21,7 @@ from gancore.data import DataError, list_images, load_mnist, open_image
 from gancore.devices import resolve_device
 from gancore.errors import BadInput, Unsupported
 from gancore.features import CLASSIFIER_PATH, DigitClassifier, classify, load_classifier
-from gancore.imaging import MAX_ASPECT, MIN_SIDE, to_rgb_or_grey
+from gancore.imaging import check_picture_size, to_rgb_or_grey
 from gancore.inference import load_model, translate
 
 
@@ -188,8 +188,7 @@ def _read_folder(folder, skipped: list | None = None) -> list[np.ndarray]:
     for p in list_images(folder):
         try:
             im = to_rgb_or_grey(open_image(p), 3)
-            if min(im.size) < MIN_SIDE or max(im.size) / min(im.size) > MAX_ASPECT:   # translate would refuse it
-                raise DataError(f"{p.name}: {im.width}x{im.height} is too small or too elongated to translate")
+            check_picture_size(im.width, im.height, p.name)     # what translate would refuse
             images.append(np.asarray(im))
         except DataError as e:
             if skipped is None:

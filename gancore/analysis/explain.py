@@ -28,7 +28,7 @@ from safetensors import safe_open
 from torch import nn
 
 from gancore.errors import BadInput
-from gancore.imaging import gaussian_blur, run_padded
+from gancore.imaging import gaussian_blur, run_padded, seeded
 
 GRADIENT_METHODS = ("saliency", "integrated_gradients", "occlusion")
 
@@ -175,7 +175,7 @@ def learned_mask(discriminator: nn.Module, image: torch.Tensor, epochs: int = 50
     t0 = time.perf_counter()
     h, w = x.shape[-2:]
     gh, gw = max(2, h // mask_scale), max(2, w // mask_scale)
-    g = torch.Generator().manual_seed(seed)
+    g = seeded(seed)
     with _frozen(discriminator):
         f = Score(discriminator)
         with torch.no_grad():

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from gancore.errors import BadInput
-from gancore.imaging import gaussian_blur, overlay, small_square, to_tensor, to_uint8
+from gancore.imaging import gaussian_blur, overlay, seeded, small_square, to_tensor, to_uint8
 from gancore.masks import as_batch_mask, mask_from_array, mask_image, random_mask
 
 
@@ -93,7 +93,7 @@ def make_mask(kind: str, ratio: float, patch_size: int, seed: int, size: int, pa
         if painted is None or np.asarray(painted).max() == 0:
             raise MaskError("Paint over the part of the image to hide, or choose a random mask.")
         return mask_from_array(painted, size, size, threshold=0.1)
-    g = torch.Generator().manual_seed(int(seed))
+    g = seeded(seed)
     return random_mask("pixel" if kind == "random pixels" else "patch", 1, size, size, float(ratio),
                        int(patch_size), generator=g)
 

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.lib.format as npy_format
 import torch
 from PIL import Image
 
 from gancore.errors import BadInput, Unsupported
+from gancore.imaging import seeded
 
 INK_MIN_FRACTION = 0.002      # less ink than this (of the canvas) is an empty drawing
 
@@ -148,7 +150,7 @@ def project(model, target, steps: int = 600, restarts: int = 8, candidates: int 
         raise ProjectionError(f"the prepared target is {tgt.shape}, the model draws {(size, size, channels)}")
     device = next(model.parameters()).device
     t = _to_unit(tgt).to(device)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = seeded(seed)
 
     # 1. Random candidates, scored in batches.
     with torch.no_grad():
@@ -203,25 +205,60 @@ def save_latent(path, z: torch.Tensor) -> Path:
     return path if path.suffix == ".npy" else path.with_suffix(path.suffix + ".npy")
 
 
+MAX_LATENT_FILE_BYTES = 10_000_000
+
+
+def _not_latent(name: str, why: str) -> ProjectionError:
+    return ProjectionError(f"not a latent file: {name}: {why}")
+
+
+def _read_npy(p: Path, latent_dim: int) -> np.ndarray:
+    """The array of a .npy file, its header checked before anything is allocated (a header may claim 10^12
+    numbers; a pickle or a text or record dtype is no latent)."""
+    with open(p, "rb") as f:
+        try:
+            version = npy_format.read_magic(f)
+            read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+        except (ValueError, OSError, SyntaxError, EOFError) as e:
+            raise _not_latent(p.name, f"not a .npy array ({e.__class__.__name__})") from None
+        if dtype.kind not in "fiu" or dtype.hasobject:
+            raise _not_latent(p.name, f"holds {dtype.str} values, not numbers")
+        count = int(np.prod(shape, dtype=object))
+        if count != latent_dim:
+            raise _not_latent(p.name, f"holds {count} numbers; this model needs {latent_dim} numbers")
+        try:
+            a = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype, count=count)
+        except ValueError as e:
+            raise _not_latent(p.name, f"the file is shorter than its header says ({e.__class__.__name__})") from None
+        return a.reshape(shape, order="F" if fortran else "C")
+
+
+def _read_json(p: Path) -> np.ndarray:
+    try:
+        data = json.loads(p.read_text())
+        return np.asarray(data["z"] if isinstance(data, dict) else data, dtype=np.float32)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise _not_latent(p.name, f'expected JSON {{"z": [...]}} or a list of numbers ({e.__class__.__name__})'
+                          ) from None
+
+
 def load_latent(path, latent_dim: int) -> torch.Tensor:
-    """A .npy (or JSON {"z": [...]} / [...]) latent file -> (1, latent_dim) float32; ProjectionError otherwise."""
+    """A .npy (or JSON {"z": [...]} / [...]) latent file -> (1, latent_dim) float32; ProjectionError otherwise,
+    always "not a latent file: <name>: <why>"."""
     p = Path(str(path))
     name = p.name
     if not p.is_file():
-        raise ProjectionError(f"{name}: no such file")
-    if p.stat().st_size > 10_000_000:
-        raise ProjectionError(f"{name}: too large for a latent file")
+        raise _not_latent(name, "no such file")
+    if p.stat().st_size > MAX_LATENT_FILE_BYTES:
+        raise _not_latent(name, f"{p.stat().st_size / 1e6:.0f} MB is too large for one latent")
     try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(p.read_text())
-            a = np.asarray(data["z"] if isinstance(data, dict) else data, dtype=np.float32)
-        else:
-            a = np.load(p, allow_pickle=False)
-    except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError):
-        raise ProjectionError(f"{name}: not a latent file (expected a .npy array or JSON {{\"z\": [...]}})") from None
-    a = np.asarray(a, dtype=np.float32).reshape(-1) if a.size == latent_dim else None
-    if a is None:
-        raise ProjectionError(f"{name}: holds a latent of a different size; this model needs {latent_dim} numbers")
+        a = _read_json(p) if p.suffix.lower() == ".json" else _read_npy(p, latent_dim)
+    except OSError as e:
+        raise _not_latent(name, e.strerror or e.__class__.__name__) from None
+    if a.size != latent_dim:
+        raise _not_latent(name, f"holds {a.size} numbers; this model needs {latent_dim} numbers")
+    a = a.astype(np.float32).reshape(-1)
     if not np.isfinite(a).all():
-        raise ProjectionError(f"{name}: the latent holds NaN or infinite numbers")
+        raise _not_latent(name, "the latent holds NaN or infinite numbers")
     return torch.from_numpy(a.copy()).unsqueeze(0)

@@ -147,6 +147,16 @@ def _example_inputs(model, spec, calibration_images, held_out_images, seed: int)
     return model.example_inputs(spec, calibration_images, held_out_images, seed)
 
 
+def export_name(checkpoint: str | os.PathLike, network: str, precision: str = "fp32") -> str:
+    """`<name>_<network>_<precision>.onnx` for a checkpoint file. Every run saves `last.safetensors` (and
+    `best.safetensors`), so those are named after their run's folder: two runs never export to one file."""
+    p = Path(checkpoint)
+    stem = p.stem
+    if stem in ("last", "best") and p.parent.name:
+        stem = p.parent.name if stem == "last" else f"{p.parent.name}_best"
+    return f"{stem}_{network}_{precision}.onnx"
+
+
 def export_onnx(checkpoint, out: str | os.PathLike, int8: bool = False, network: str | None = None,
                 calibration_images=None, held_out_images=None, parity_tol: float = PARITY_TOL,
                 psnr_min_db: float = INT8_PSNR_MIN_DB, seed: int = 0, latency_repeats: int = 3) -> dict:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gancore.errors import BadCheckpoint
+from gancore.config import RANGES, ConfigError, check_ranged_values
+from gancore.errors import BadCheckpoint, BadInput, OutOfMemory, first_line
 from gancore.imaging import seeded_noise
 
 
@@ -42,6 +43,35 @@ def session(path: str | os.PathLike, threads: int | None = None):
         raise BadCheckpoint(f"{Path(path).name}: not a loadable ONNX model ({e.__class__.__name__})") from None
 
 
+def runtime_error(name: str, e: Exception) -> Exception:
+    """An ONNX Runtime failure as an engine error: out of memory (507) or an input the graph cannot take (400)."""
+    text = first_line(e, 200)
+    if isinstance(e, MemoryError) or "alloc" in text.lower():
+        return OutOfMemory(f"{name}: ONNX Runtime ran out of memory for this request; try fewer images or a "
+                           "smaller photo")
+    return BadInput(f"{name}: ONNX Runtime cannot run this input ({e.__class__.__name__}: {text})")
+
+
+def check_metadata(name: str, meta: dict, input_shape: list) -> None:
+    """The contract is present, the config's numbers are in range and a noise model's integer `latent_dim`
+    is what the graph takes; BadCheckpoint otherwise."""
+    if not isinstance(meta.get("contract"), dict) or not isinstance(meta["contract"].get("input"), dict):
+        raise BadCheckpoint(f"{name}: its GAN Studio metadata has no input contract")
+    config = meta["model_config"]
+    try:
+        check_ranged_values(name, config)
+    except ConfigError as e:
+        raise BadCheckpoint(f"{name}: its metadata holds an impossible setting ({e})") from None
+    if meta["task"] != "noise":
+        return
+    dim, (lo, hi) = config.get("latent_dim"), RANGES["latent_dim"]
+    if isinstance(dim, bool) or not isinstance(dim, int) or not lo <= dim <= hi:
+        raise BadCheckpoint(f"{name}: latent_dim {dim!r:.40} in its metadata is not a whole number from {lo} to {hi}")
+    if len(input_shape) != 2 or (isinstance(input_shape[1], int) and input_shape[1] != dim):
+        raise BadCheckpoint(f"{name}: its metadata says latent_dim {dim}, but the graph takes input of shape "
+                            f"{input_shape}")
+
+
 class OnnxGenerator:
     """One exported generator in an ONNX Runtime session (thread-safe: `run` may be called concurrently)."""
 
@@ -69,6 +99,7 @@ class OnnxGenerator:
         self.metadata = meta
         self.input_name = self.session.get_inputs()[0].name
         self.input_shape = self.session.get_inputs()[0].shape   # symbolic axes as strings
+        check_metadata(self.path.name, meta, self.input_shape)
 
     # Convenience views of the metadata.
     model_type = property(lambda self: self.metadata["model_type"])
@@ -83,8 +114,12 @@ class OnnxGenerator:
         return self.session.get_providers()[0]
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """Generator output (float32, [-1, 1]) for one batch."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        """Generator output (float32, [-1, 1]) for one batch. ONNX Runtime's failures come back as BadInput (the
+        input does not fit the graph) or OutOfMemory, never as its own exception types."""
+        try:
+            return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        except Exception as e:  # onnxruntime raises Fail, InvalidArgument, RuntimeException, ...
+            raise runtime_error(self.path.name, e) from None
 
     @property
     def direction(self) -> str:

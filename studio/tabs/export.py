@@ -55,7 +55,7 @@ def serve_command(path: str | os.PathLike) -> str:
 
 def run_export(services, checkpoint: str, direction: str = "", precision: str = "fp32") -> tuple[str, str, str]:
     """Export `checkpoint` -> (report in Markdown, path of the .onnx file, serve command). Engine errors pass."""
-    from gancore.deploy.export import export_onnx
+    from gancore.deploy.export import export_name, export_onnx
     if not checkpoint:
         raise ValueError("Choose a model to export first.")
     if precision not in ("fp32", "int8"):
@@ -63,7 +63,7 @@ def run_export(services, checkpoint: str, direction: str = "", precision: str = 
     model = services.load(checkpoint)
     spec_direction = model.direction(direction) if len(model.directions()) > 1 else None
     network = model.directions()[model.direction(spec_direction)]
-    out = exports_dir(services) / f"{Path(checkpoint).stem}_{network}_{precision}.onnx"
+    out = exports_dir(services) / export_name(checkpoint, network, precision)
     report = export_onnx(model, out, int8=precision == "int8", network=spec_direction)
     return describe(report), str(out), serve_command(out)
 
