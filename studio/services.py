@@ -19,7 +19,7 @@ from gancore.errors import BadInput
 from gancore.imaging import tile  # noqa: F401  (numpy only; tabs import it from here)
 from studio.library import ROOT, CheckpointLibrary, PathError  # noqa: F401
 from studio.training_job import BusyError, TrainingJob  # noqa: F401
-from studio.visitors import Visitors
+from studio.visitors import Lease, Visitors
 
 # Example photos ship with the engine (export calibrates on them too); found without importing gancore.
 EXAMPLES_DIR = Path(importlib.util.find_spec("gancore").origin).parent / "assets" / "examples"
@@ -33,6 +33,7 @@ class Services:
         self.job = TrainingJob(self.library.runs_dir)
         self.visitors = Visitors(self.library.runs_dir, shared)
         self.weights_dir = self.library.weights_dir
+        self.camera = Lease()             # the webcam's live slot, on a shared studio
         self.session = lambda: None      # the session id of the request being served (set by the app)
         self.warming: threading.Thread | None = None
 
@@ -44,6 +45,10 @@ class Services:
     def runs_dir(self) -> Path:
         """The runs folder of the visitor being served (the whole folder for the local user)."""
         return self.visitors.home(self.owner())
+
+    def claim_camera(self) -> bool:
+        """Whether this visitor's webcam frame may be translated now (always, for the local user)."""
+        return not self.visitors.shared or self.camera.claim(self.session() or "")
 
     def runs_label(self) -> str:
         return self.visitors.display()

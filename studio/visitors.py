@@ -5,6 +5,9 @@ session (a random id the browser or API client holds; the folder name is a hash 
 in a message gives no access). Every path a visitor names is resolved and must lie in that folder (or in the
 shipped weights, which all may read). Quotas bound what one visitor keeps, and old runs expire.
 
+The webcam's live slot is held on a short lease (`Lease`): one visitor's frames at a time, the others told the
+camera is in use.
+
 Locally (no `SPACE_ID`) there is one user, who owns the whole runs folder, as before. No gradio here: the
 app tells `Visitors` the session of the request being served (`studio.ui.current_session`).
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -104,3 +108,30 @@ def _bytes(folder: Path) -> int:
 
 def _last_touched(folder: Path) -> float:
     return max((p.stat().st_mtime for p in _files(folder)), default=folder.stat().st_mtime)
+
+
+class Lease:
+    """One holder at a time (the webcam's live slot), kept while they renew it at least every `seconds`. When
+    another visitor has asked, the holder's turn ends `turn_s` after it began and the asker gets the slot."""
+
+    def __init__(self, seconds: float = 2.0, turn_s: float = 60.0):
+        self.seconds, self.turn_s = seconds, turn_s
+        self.holder: str | None = None
+        self.since = self.until = 0.0
+        self.asked_by: str | None = None
+        self._lock = threading.Lock()
+
+    def claim(self, who: str, now: float | None = None) -> bool:
+        """True when `who` holds the slot now (renewed); False while someone else does."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            mine = who == self.holder
+            expired = self.holder is None or now >= self.until
+            turn_over = self.asked_by not in (None, self.holder) and now - self.since >= self.turn_s
+            if expired or (turn_over and who == self.asked_by):
+                self.holder, self.since, self.asked_by = who, now, None
+            elif not mine or turn_over:
+                self.asked_by = self.asked_by or who
+                return False
+            self.until = now + self.seconds
+            return True

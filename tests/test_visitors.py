@@ -168,3 +168,24 @@ def test_stopping_a_run_removes_its_unpacked_pictures(studio, tmp_path):
     path = str(studio.runs / "pictures-run" / "last.safetensors")
     assert path in _choices(offered)
     assert "removed when it stopped" in app_error(lambda: client.predict(path, api_name="/train_resume"))
+
+
+def test_the_webcam_is_one_visitors_at_a_time_on_a_short_lease():
+    from studio.visitors import Lease
+    cam = Lease(seconds=2, turn_s=60)
+    assert all(cam.claim("a", now=t) for t in range(0, 30))         # a streams a frame every second
+    assert not cam.claim("b", now=29.5)                             # camera in use; b is next in line
+    assert all(cam.claim("a", now=t) for t in range(30, 60))
+    assert not cam.claim("a", now=60) and cam.claim("b", now=60.5)  # a's turn is over: b's frames go
+    assert not cam.claim("a", now=61)
+    assert cam.claim("a", now=70)                                   # b stopped sending: the lease ran out
+
+
+def test_the_services_hand_the_camera_to_one_session_only_when_shared(tmp_path):
+    from studio.services import Services
+    for shared, b_gets_it in ((True, False), (False, True)):
+        services = Services(weights_dir=tmp_path, runs_dir=tmp_path / "runs", shared=shared)
+        services.session = lambda: "session-a"
+        assert services.claim_camera()
+        services.session = lambda: "session-b"
+        assert services.claim_camera() is b_gets_it
