@@ -24,6 +24,7 @@ def space(tmp_path_factory):
     from types import SimpleNamespace
 
     from conftest import ROOT, _free_port
+
     from studio.app import CSS, THEME, build_app
     from studio.services import Services
 
