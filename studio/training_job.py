@@ -4,9 +4,10 @@ The job keeps the run's state so a reloaded page shows where it is. On a studio 
 has an owner (`studio.visitors`): only they see its progress, stop or resume it; others are told the trainer
 is busy and their place in line. A run's unpacked pictures are removed when it ends, however it ends.
 
-Runs save a resumable checkpoint every 60 s and every 200 steps, and on stop; a studio that was killed or restarted lists the interrupted run
-(`interrupted_runs`) and can resume it (`resume`). The form becomes settings in `studio.train_settings`;
-uploaded zips are unpacked and decoded by `studio.uploads`. No gradio here.
+Runs save a resumable checkpoint every 60 s and every 200 steps, and on stop; a studio that was killed or
+restarted lists the interrupted run (`interrupted_runs`) and can resume it (`resume`). The form becomes
+settings in `studio.train_settings`; uploaded zips are unpacked and decoded by `studio.uploads`. No gradio
+here.
 """
 from __future__ import annotations
 
