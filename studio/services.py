@@ -50,6 +50,10 @@ class Services:
         """Whether this visitor's webcam frame may be translated now (always, for the local user)."""
         return not self.visitors.shared or self.camera.claim(self.session() or "")
 
+    def shown(self, text: str) -> str:
+        """Text for the page: on a shared studio, paths in it relative to the visitor's own folder."""
+        return text.replace(str(self.runs_dir) + os.sep, "") if self.visitors.shared else text
+
     def runs_label(self) -> str:
         return self.visitors.display()
 

@@ -101,6 +101,8 @@ def test_a_visitor_sees_and_changes_only_their_own_runs(space):
 
     # A may do all of it; B may read the shipped weights but not change them.
     assert a.predict(path, api_name="/models_header")["model_type"] == "mlp"
+    _, onnx, command = a.predict(path, "", "fp32", api_name="/export_model")
+    assert Path(onnx).suffix == ".onnx" and str(space.runs) not in command and "exports/" in command
     assert Path(a.predict(path, 0, 4, 1.0, api_name="/explore_grid")).is_file()
     shipped = str(space.weights / "mlp_mnist.safetensors")
     assert Path(b.predict(shipped, 0, 4, 1.0, api_name="/explore_grid")).is_file()
