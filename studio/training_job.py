@@ -177,7 +177,7 @@ class TrainingJob:
                 st = json.loads(ckpt.read_header(p).get("train_state", "{}"))
             except Exception:          # a damaged file is the Models tab's business
                 continue
-            if st and not st.get("finished", True):
+            if st and not st.get("finished", True) and not _pictures_gone(st):
                 out.append((f"{p.parent.name} (step {st.get('step', '?')})", str(p)))
         return out
 
@@ -316,14 +316,17 @@ class TrainingJob:
         s.collapsed = collapsed(s.quality)
 
 
+def _pictures_gone(train_state: dict) -> bool:
+    """A run on uploaded pictures cannot go on once they are removed (when it stopped)."""
+    cfg = train_state.get("train_config", {})
+    return any(d and d not in ("mnist", "synthetic") and not Path(d).exists() for d in (cfg.get("data"), cfg.get("data_b")))
+
+
 def _check_pictures_kept(path: Path) -> None:
-    """A run on uploaded pictures cannot go on once they are removed (when it stopped): say so before starting."""
     from gancore import checkpoint as ckpt
-    cfg = json.loads(ckpt.read_header(path).get("train_state", "{}")).get("train_config", {})
-    for data in (cfg.get("data"), cfg.get("data_b")):
-        if data and data not in ("mnist", "synthetic") and not Path(data).exists():
-            raise BadInput("this run's pictures were removed when it stopped, to keep the disk small; start a "
-                           "new run with the same .zip instead")
+    if _pictures_gone(json.loads(ckpt.read_header(path).get("train_state", "{}"))):
+        raise BadInput("this run's pictures were removed when it stopped, to keep the disk small; start a "
+                       "new run with the same .zip instead")
 
 
 def _resume_config(path: str) -> TrainConfig:
