@@ -17,6 +17,7 @@ import gradio as gr
 
 from studio.services import Services
 from studio.tabs import explain, explore, export, masks, models, train, translate
+from studio.ui import current_session
 
 log = logging.getLogger("studio")
 
@@ -49,6 +50,7 @@ CSS = """
 
 def build_app(services: Services | None = None) -> gr.Blocks:
     services = services or Services()
+    services.session = current_session      # every call acts for the visitor whose request it serves
     # Import the engine (torch) and get the showcase translator ready in the background while the page is
     # built and served, so the first translation does not wait for them.
     services.start_warm_up()

@@ -5,9 +5,11 @@ No gradio here.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 from gancore.catalog import TASKS, task_of
@@ -41,6 +43,12 @@ class CheckpointLibrary:
         self.runs_dir = Path(runs_dir or os.environ.get("GANSTUDIO_RUNS", "runs")).resolve()
         self._header_cache: dict[tuple[str, int], dict] = {}
         self._directions: dict[tuple[str, int, int], object] = {}
+
+    def scoped(self, runs_dir: Path) -> CheckpointLibrary:
+        """The same library seen by one visitor: their runs folder only (caches shared)."""
+        view = copy.copy(self)
+        view.runs_dir = Path(runs_dir).resolve()
+        return view
 
     def roots(self) -> list[Path]:
         return [self.weights_dir, self.runs_dir]
@@ -171,9 +179,16 @@ class CheckpointLibrary:
         return str(dst)
 
     def delete(self, path: str) -> None:
+        """Delete a checkpoint; its run's unpacked pictures go too, and the run's folder once it holds no model."""
         p = self._user_file(path)
         p.unlink()
         self._move_directions(p, None)
+        run = p.parent
+        if run != self.runs_dir:
+            for tag in (".data", ".data_b"):
+                shutil.rmtree(run / tag, ignore_errors=True)
+            if not any(is_checkpoint(q) for q in run.rglob("*.safetensors")):
+                shutil.rmtree(run, ignore_errors=True)
 
     def _user_file(self, path: str) -> Path:
         """A checkpoint the user may change: only inside the runs folder; shipped weights stay as they are."""

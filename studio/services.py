@@ -3,6 +3,10 @@ library (`studio.library`), the training job (`studio.training_job`) and the eng
 
 Like StyleGAN3's renderer it holds the long-lived things and the UI only asks it questions; tabs convert
 widget values to these calls and back (numpy uint8, paths), never touching tensors.
+
+On a studio shared by strangers (`studio.visitors`) every call acts for the visitor whose request is being
+served: the library it sees is their folder plus the shipped weights, and the training job answers them
+about their own run only. The app tells the services how to find that visitor (`session`).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from gancore.errors import BadInput
 from gancore.imaging import tile  # noqa: F401  (numpy only; tabs import it from here)
 from studio.library import ROOT, CheckpointLibrary, PathError  # noqa: F401
 from studio.training_job import BusyError, TrainingJob  # noqa: F401
+from studio.visitors import Lease, Visitors
 
 # Example photos ship with the engine (export calibrates on them too); found without importing gancore.
 EXAMPLES_DIR = Path(importlib.util.find_spec("gancore").origin).parent / "assets" / "examples"
@@ -22,66 +27,102 @@ INFERENCE_THREADS_WHILE_TRAINING = 1
 
 
 class Services:
-    def __init__(self, weights_dir: str | os.PathLike | None = None, runs_dir: str | os.PathLike | None = None):
+    def __init__(self, weights_dir: str | os.PathLike | None = None, runs_dir: str | os.PathLike | None = None,
+                 shared: bool | None = None):
         self.library = CheckpointLibrary(weights_dir, runs_dir)
         self.job = TrainingJob(self.library.runs_dir)
-        self.weights_dir, self.runs_dir = self.library.weights_dir, self.library.runs_dir
+        self.visitors = Visitors(self.library.runs_dir, shared)
+        self.weights_dir = self.library.weights_dir
+        self.camera = Lease()             # the webcam's live slot, on a shared studio
+        self.session = lambda: None      # the session id of the request being served (set by the app)
         self.warming: threading.Thread | None = None
+
+    # ---- the visitor being served ----------------------------------------------------------------------
+    def owner(self) -> str:
+        return self.visitors.owner(self.session())
+
+    @property
+    def runs_dir(self) -> Path:
+        """The runs folder of the visitor being served (the whole folder for the local user)."""
+        return self.visitors.home(self.owner())
+
+    def claim_camera(self) -> bool:
+        """Whether this visitor's webcam frame may be translated now (always, for the local user)."""
+        return not self.visitors.shared or self.camera.claim(self.session() or "")
+
+    def shown(self, text: str) -> str:
+        """Text for the page: on a shared studio, paths in it relative to the visitor's own folder."""
+        return text.replace(str(self.runs_dir) + os.sep, "") if self.visitors.shared else text
+
+    def runs_label(self) -> str:
+        return self.visitors.display()
+
+    def _lib(self) -> CheckpointLibrary:
+        owner = self.owner()
+        return self.library.scoped(self.visitors.home(owner)) if owner else self.library
 
     # ---- the checkpoint library ----------------------------------------------------------------------
     def list_checkpoints(self, task: str | None = None) -> list[tuple[str, str]]:
-        return self.library.list_checkpoints(task)
+        return self._lib().list_checkpoints(task)
 
     def header(self, path):
-        return self.library.header(path)
+        return self._lib().header(self.resolve(path))
 
     def label(self, path) -> str:
-        return self.library.label(path)
+        return self._lib().label(path)
 
     def resolve(self, path) -> Path:
-        return self.library.resolve(path)
+        return self._lib().resolve(path)
 
     def load(self, path):
         _inference_threads(self.job.is_running())
-        return self.library.load(path)
+        return self._lib().load(path)
 
     def directions(self, path, k: int):
-        return self.library.directions(path, k)
+        return self._lib().directions(path, k)
 
     def direction_choices(self, path) -> list[tuple[str, str]]:
-        return self.library.direction_choices(path)
+        return self._lib().direction_choices(path)
 
     def translation_directions(self, path) -> list[tuple[str, str]]:
-        return self.library.translation_directions(path)
+        return self._lib().translation_directions(path)
 
     def models_table(self) -> list[dict]:
-        return self.library.models_table()
+        return self._lib().models_table()
 
     def rename(self, path: str, new_name: str) -> str:
-        return self.library.rename(path, new_name)
+        return self._lib().rename(path, new_name)
 
     def delete(self, path: str) -> None:
-        self.library.delete(path)
+        p = self.resolve(path)
+        if self.job.run_dir() in p.parents:
+            raise BadInput("that run is training; stop it before deleting its models")
+        self._lib().delete(path)
 
     # ---- the training job ----------------------------------------------------------------------------
     def training_state(self) -> dict:
-        return self.job.state()
+        return self.job.state(self.owner())
 
     def is_training(self) -> bool:
         return self.job.is_running()
 
     def start_training(self, model: str = "dcgan", **settings) -> str:
-        """See `TrainingJob.start` for the settings."""
-        return self.job.start(model, **settings)
+        """See `TrainingJob.start` for the settings. On a shared studio old runs expire first, then the
+        visitor's quota is checked."""
+        owner = self.owner()
+        self.visitors.expire(keep=self.job.run_dir())
+        self.visitors.check_quota(owner)
+        return self.job.start(model, owner=owner, runs_dir=self.visitors.home(owner), **settings)
 
     def resume_training(self, path: str) -> str:
-        return self.job.resume(path)
+        owner = self.owner()
+        return self.job.resume(path, owner=owner, runs_dir=self.visitors.home(owner))
 
     def interrupted_runs(self) -> list[tuple[str, str]]:
-        return self.job.interrupted_runs()
+        return self.job.interrupted_runs(self.runs_dir)
 
     def stop_training(self) -> bool:
-        return self.job.stop()
+        return self.job.stop(self.owner())
 
     def wait(self, timeout: float | None = None) -> None:
         """Until the training job and the warm-up are over."""
@@ -90,7 +131,7 @@ class Services:
             self.warming.join(timeout)
 
     def shutdown(self, timeout: float = 30) -> None:
-        self.job.shutdown(timeout)
+        self.job.shutdown(timeout)       # the process is ending: whoever owns the run, it is saved
 
     # ---- inference for the tabs: engine calls only, numpy uint8 out ------------------------------------
     def _noise_model(self, path):
@@ -148,7 +189,7 @@ class Services:
         import logging
         importlib.import_module("gancore.inference")
         try:
-            listed = self.list_checkpoints("translate")
+            listed = self.library.list_checkpoints("translate")     # no visitor yet: the shipped one
             if listed:
                 ways = self.library.load(listed[0][1]).directions()
                 for run in [self.runner(listed[0][1], direction) for direction in ways]:

@@ -1,9 +1,13 @@
 """The studio's training job: at most one run at a time, in a background thread that drains `Trainer.run()`.
 
-The job keeps the run's state so a reloaded page shows where it is. Runs save a resumable checkpoint every
-60 s and every 200 steps, and on stop; a studio that was killed or restarted lists the interrupted run
-(`interrupted_runs`) and can resume it (`resume`). The form becomes settings in `studio.train_settings`;
-uploaded zips are unpacked and decoded by `studio.uploads`. No gradio here.
+The job keeps the run's state so a reloaded page shows where it is. On a studio shared by strangers each run
+has an owner (`studio.visitors`): only they see its progress, stop or resume it; others are told the trainer
+is busy and their place in line. A run's unpacked pictures are removed when it ends, however it ends.
+
+Runs save a resumable checkpoint every 60 s and every 200 steps, and on stop; a studio that was killed or
+restarted lists the interrupted run (`interrupted_runs`) and can resume it (`resume`). The form becomes
+settings in `studio.train_settings`; uploaded zips are unpacked and decoded by `studio.uploads`. No gradio
+here.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from studio import train_settings, uploads
 
 log = logging.getLogger("studio")
 
+WAITING_S = 300                      # a visitor turned away keeps their place in line this long
 MAX_LOSS_POINTS = 2000               # loss history kept for the plot; older points are thinned
 # torch threads for the job: all cores but one, which serves the pages (two busy torch pools on two cores run
 # many times slower than one each; bench/slider_latency.py --during-training).
@@ -67,36 +72,58 @@ class TrainingJob:
         self.runs_dir = Path(runs_dir)
         self._lock = threading.Lock()
         self._state = TrainingState()
+        self._owner = ""               # who started the current or last run ("" for the single local user)
+        self._waiting: dict[str, float] = {}   # owner -> when they last found the trainer busy
         self._thread: threading.Thread | None = None
         self._trainer = None
         self._stop = threading.Event()
         self._starting = False
+        self._run_dir: Path | None = None
         self._mnist: dict = {}         # (image_size, channels) -> MNIST dataset, decoded once
 
     # ------------------------------------------------------------------------------------------------
-    def state(self) -> dict:
+    def state(self, owner: str = "") -> dict:
+        """The run's state for its owner; anyone else sees an idle trainer (and whether it is busy)."""
         with self._lock:
-            return self._state.snapshot()
+            if owner == self._owner:
+                return self._own_snapshot()
+            st = TrainingState()
+            if self.is_running():
+                st.message = self._busy_message(owner)
+            return st.snapshot()
+
+    def _own_snapshot(self) -> dict:
+        """The state with paths in messages made relative to the owner's folder (never the server's layout)."""
+        d = self._state.snapshot()
+        if self._run_dir is not None:
+            d["message"] = d["message"].replace(str(self._run_dir.parent) + os.sep, "")
+        return d
+
+    def run_dir(self) -> Path | None:
+        """The running run's folder, None when nothing runs."""
+        return self._run_dir if self.is_running() else None
 
     def is_running(self) -> bool:
         return self._starting or (self._thread is not None and self._thread.is_alive())
 
     def start(self, model: str = "dcgan", data: str = "mnist", data_b: str = "", upload: str = "",
               upload_b: str = "", steps: int = 0, minutes: float = 0, batch_size: int = 64,
-              lr: float | None = None, image_size: int = 0, sample_every_steps: int = 0, run_name: str = "") -> str:
+              lr: float | None = None, image_size: int = 0, sample_every_steps: int = 0, run_name: str = "",
+              owner: str = "", runs_dir: Path | None = None) -> str:
         """Validate settings and data, then start the run in a background thread. Returns the run name.
 
-        Data problems (a broken zip, no images) raise DataError here, before anything starts.
+        Data problems (a broken zip, no images) raise DataError here, before anything starts. The run goes to
+        `runs_dir` (the owner's folder; the job's own by default).
         """
         from gancore import registry
 
-        self._reserve()
+        self._reserve(owner)
         created = None                       # the run's folder, removed again if the run does not start
         try:
             entry = registry.get(model)
             steps, minutes, batch_size = train_settings.checked_budget(steps, minutes, batch_size)
             name = train_settings.run_name(run_name, model)
-            out_dir = self.runs_dir / name
+            out_dir = Path(runs_dir or self.runs_dir) / name
             if out_dir.exists():
                 raise ConfigError(f"a run named {name!r} already exists; choose another name")
             created = out_dir
@@ -113,17 +140,19 @@ class TrainingJob:
                 self._starting = False
             raise
         self._launch(name, model, f"starting {entry.title} on {train_settings.describe_data(data_a)}",
-                     dict(config=cfg, model_config=model_cfg, dataset=dataset))
+                     dict(config=cfg, model_config=model_cfg, dataset=dataset), owner, out_dir)
         return name
 
-    def resume(self, path: str) -> str:
-        """Continue an interrupted run from its last checkpoint (same folder, same settings)."""
+    def resume(self, path: str, owner: str = "", runs_dir: Path | None = None) -> str:
+        """Continue an interrupted run from its last checkpoint (same folder, same settings); it must lie in
+        `runs_dir` (the owner's folder)."""
         from gancore.inference import header_summary
-        self._reserve()
+        self._reserve(owner)
         try:
-            p = Path(path).resolve()
-            if self.runs_dir.resolve() not in p.parents or not p.is_file():
-                raise BadInput("that run is not in the studio's runs folder")
+            p = Path(path or "").resolve()
+            if Path(runs_dir or self.runs_dir).resolve() not in p.parents or not p.is_file():
+                raise BadInput("that run is not in your runs folder")
+            _check_pictures_kept(p)
             info = header_summary(p)
             cfg = info.get("train", {}).get("config") or {}
             name = p.parent.name
@@ -132,14 +161,15 @@ class TrainingJob:
                 self._starting = False
             raise
         self._launch(name, cfg.get("model", ""), f"resuming {name} from step {info['train']['step']}",
-                     dict(resume=str(p)))
+                     dict(resume=str(p)), owner, p.parent)
         return name
 
-    def interrupted_runs(self) -> list[tuple[str, str]]:
-        """(label, checkpoint) of runs whose last checkpoint did not reach the end (killed, restarted, stopped)."""
+    def interrupted_runs(self, runs_dir: Path | None = None) -> list[tuple[str, str]]:
+        """(label, checkpoint) of runs in `runs_dir` (the owner's folder) whose last checkpoint did not reach the
+        end (killed, restarted, stopped)."""
         out = []
         running = self._state.run_name if self.is_running() else None
-        for p in sorted(self.runs_dir.glob("*/last.safetensors"), key=lambda q: q.stat().st_mtime, reverse=True):
+        for p in sorted(Path(runs_dir or self.runs_dir).glob("*/last.safetensors"), key=lambda q: q.stat().st_mtime, reverse=True):
             if p.parent.name == running:
                 continue
             try:
@@ -147,13 +177,13 @@ class TrainingJob:
                 st = json.loads(ckpt.read_header(p).get("train_state", "{}"))
             except Exception:          # a damaged file is the Models tab's business
                 continue
-            if st and not st.get("finished", True):
+            if st and not st.get("finished", True) and not _pictures_gone(st):
                 out.append((f"{p.parent.name} (step {st.get('step', '?')})", str(p)))
         return out
 
-    def stop(self) -> bool:
-        """Ask the running job to stop; it saves its checkpoint. False when nothing runs."""
-        if not self.is_running():
+    def stop(self, owner: str = "") -> bool:
+        """Ask the running job to stop; it saves its checkpoint. False when nothing of this owner's runs."""
+        if not self.is_running() or owner != self._owner:
             return False
         self._stop.set()
         if self._trainer is not None:
@@ -170,21 +200,37 @@ class TrainingJob:
             t.join(timeout)
 
     def shutdown(self, timeout: float = 30) -> None:
-        """Stop and save before the process exits (SIGTERM, Ctrl-C)."""
-        if self.stop():
+        """Stop and save before the process exits (SIGTERM, Ctrl-C), whoever owns the run."""
+        if self.stop(self._owner):
             self.wait(timeout)
 
     # ------------------------------------------------------------------------------------------------
-    def _reserve(self) -> None:
+    def _reserve(self, owner: str) -> None:
         with self._lock:
             if self.is_running():
-                raise BusyError(f"a training run ({self._state.run_name}) is already going; stop it or wait "
-                                "for it to finish before starting another")
+                if owner == self._owner:
+                    raise BusyError(f"a training run ({self._state.run_name}) is already going; stop it or wait "
+                                    "for it to finish before starting another")
+                raise BusyError(self._busy_message(owner, join=True))
             # Reserve the slot before releasing the lock, so two clicks cannot both start.
             self._starting = True
+            self._waiting.pop(owner, None)
 
-    def _launch(self, name: str, model: str, message: str, trainer_args: dict) -> None:
+    def _busy_message(self, owner: str, join: bool = False) -> str:
+        """"The trainer is busy" with this visitor's place in line (held for WAITING_S after they last asked)."""
+        now = time.time()
+        self._waiting = {o: t for o, t in self._waiting.items() if now - t < WAITING_S}
+        if join:
+            self._waiting[owner] = self._waiting.get(owner, now)
+        place = list(self._waiting).index(owner) + 1 if owner in self._waiting else len(self._waiting) + 1
+        eta = self._state.eta_s
+        left = f"; its run has about {max(1, round(eta / 60))} min left" if eta else ""
+        return (f"the trainer is busy with another visitor's run{left}. You are number {place} in line; "
+                "press Start again when it is free")
+
+    def _launch(self, name: str, model: str, message: str, trainer_args: dict, owner: str, run_dir: Path) -> None:
         with self._lock:
+            self._owner, self._run_dir = owner, Path(run_dir)
             self._stop.clear()
             self._state = TrainingState(status="running", model=model, run_name=name, started_at=time.time(),
                                         message=message)
@@ -217,14 +263,13 @@ class TrainingJob:
             for ev in trainer.run():
                 with self._lock:
                     self._apply(ev)
-            if self._state.status == "finished":
-                uploads.remove_unpacked(Path(trainer.out_dir))
         except Exception as e:  # the thread must never die silently: the page shows the reason
             log.exception("training failed")
             with self._lock:
                 self._state.status = "failed"
                 self._state.message = first_line(e, 300)
         finally:
+            uploads.remove_unpacked(self._run_dir)      # finished, stopped or failed: the pictures go
             self._trainer = None
             with self._lock:
                 self._state.finished_at = time.time()
@@ -269,6 +314,19 @@ class TrainingJob:
         s = self._state
         s.verdict = verdict(s.quality) if s.quality else ""
         s.collapsed = collapsed(s.quality)
+
+
+def _pictures_gone(train_state: dict) -> bool:
+    """A run on uploaded pictures cannot go on once they are removed (when it stopped)."""
+    cfg = train_state.get("train_config", {})
+    return any(d and d not in ("mnist", "synthetic") and not Path(d).exists() for d in (cfg.get("data"), cfg.get("data_b")))
+
+
+def _check_pictures_kept(path: Path) -> None:
+    from gancore import checkpoint as ckpt
+    if _pictures_gone(json.loads(ckpt.read_header(path).get("train_state", "{}"))):
+        raise BadInput("this run's pictures were removed when it stopped, to keep the disk small; start a "
+                       "new run with the same .zip instead")
 
 
 def _resume_config(path: str) -> TrainConfig:

@@ -20,6 +20,18 @@ log = logging.getLogger("studio")
 # Heavy inference events (translation, grids, GIFs) share one pool of this many queue slots.
 INFERENCE_CONCURRENCY = 4
 
+def current_session() -> str | None:
+    """The session id of the request this thread is serving, None outside a request.
+
+    Gradio sets it for every event before the handler runs (the same value a handler's `gr.Request` holds), so
+    `Services` checks ownership in one place and no handler can forget to pass it on; a browser tab and an API
+    client each have their own.
+    """
+    from gradio.context import LocalContext
+    request = LocalContext.request.get(None)
+    return getattr(request, "session_hash", None) if request is not None else None
+
+
 def short(e: BaseException, limit: int = 300) -> str:
     return first_line(e, limit)
 

@@ -23,6 +23,9 @@ class FakeServices:
         from gancore.inference import load_model
         return load_model(path)
 
+    def shown(self, text):
+        return text
+
 
 def test_run_export_writes_under_runs_exports(tmp_path):
     ckpt = save_tiny("cyclegan", tmp_path / "tiny_cyc.safetensors")

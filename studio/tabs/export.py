@@ -73,7 +73,8 @@ def run_export(services, checkpoint: str, direction: str = "", precision: str = 
 def build(services):
     @friendly
     def export_handler(checkpoint, direction, precision):
-        return run_export(services, checkpoint, direction, precision)
+        report, path, command = run_export(services, checkpoint, direction, precision)
+        return report, path, services.shown(command)
 
     def refresh(current):
         pairs = services.list_checkpoints()

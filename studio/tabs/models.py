@@ -46,7 +46,7 @@ def build(services):
         return t, dd, f"Deleted **{label}**.", False
 
     # ---- layout ------------------------------------------------------------------------------------
-    gr.Markdown(f"Shipped models live in `{services.weights_dir.name}/`; your runs in `{services.runs_dir}`. "
+    gr.Markdown(f"Shipped models live in `{services.weights_dir.name}/`; your runs in {services.runs_label()}. "
                 "Only your own runs can be renamed or deleted.")
     grid = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, elem_id="models-table", label="Checkpoints",
                         show_search="search")

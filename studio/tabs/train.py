@@ -194,7 +194,8 @@ def build(services):
                                          elem_id="train-unfinished", allow_custom_value=True)
                 resume_btn = gr.Button("Resume", visible=False, scale=1, elem_id="train-resume")
         with gr.Column(scale=3, min_width=300):
-            bar = gr.HTML(progress_html(services.training_state()), elem_id="train-progress")
+            # Idle until the page loads and asks for its visitor's run.
+            bar = gr.HTML(progress_html({"status": "idle", "progress": 0.0}), elem_id="train-progress")
             grid = gr.Image(label="Samples (refresh while training)", interactive=False, height=320,
                             elem_id="train-grid", format="png")
             verdict = gr.HTML("", elem_id="train-verdict")

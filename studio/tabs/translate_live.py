@@ -20,6 +20,8 @@ VIDEO_MAX_SECONDS = 30.0
 # The page sends a camera frame this often; a frame that arrives while the last one is being translated
 # replaces the one waiting, so a fast model shows up to 20 frames/s and a slow machine just skips frames.
 LIVE_SEND_EVERY_S = 0.05
+CAMERA_IN_USE = ("**Camera in use:** another visitor is translating their webcam. Keep this stream on; yours "
+                 "starts when they stop (or after their one-minute turn).")
 
 
 def build(services, ckpt, direction):
@@ -31,6 +33,8 @@ def build(services, ckpt, direction):
     def live(frame, path, direction, size, state):
         if frame is None:
             return gr.skip(), gr.skip(), state
+        if not services.claim_camera():
+            return gr.skip(), CAMERA_IN_USE, state
         key = (path, direction, int(size))
         if state is None or getattr(state, "key", None) != key:
             state = engine.LiveTranslator(services.load(path), direction, work_size=int(size), key=key,
@@ -89,7 +93,9 @@ def build(services, ckpt, direction):
 
     # ---- wiring ------------------------------------------------------------------------------------
     cam.stream(live, [cam, ckpt, direction, size, state], [live_out, rate, state], api_name="translate_live",
-               stream_every=LIVE_SEND_EVERY_S, time_limit=300, concurrency_limit=1, concurrency_id="live",
+               stream_every=LIVE_SEND_EVERY_S, time_limit=300, concurrency_id="live",
+               # Shared: every visitor's stream is answered (one translated, the others told to wait).
+               concurrency_limit=8 if services.visitors.shared else 1,
                show_progress="hidden")
     vgo.click(clip, [ckpt, vin, direction, deflicker], [vout, vnote], api_name="translate_video",
               concurrency_limit=1, concurrency_id="video")
