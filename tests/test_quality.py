@@ -285,7 +285,7 @@ def test_the_shipped_colour_model_draws_varied_emoji(emoji):
     assert point["kid"] < KID_FLOOR, point
     from studio.library import CheckpointLibrary
     listed = CheckpointLibrary(path.parent, Path("/nonexistent")).list_checkpoints("noise")
-    assert any(p.endswith("dcgan_noto_emoji.safetensors") for _, p in listed)     # offered in Explore
+    assert listed[0][1].endswith("dcgan_noto_emoji.safetensors")     # Explore opens on it
 
 
-KID_FLOOR = 120.0     # measured 90.7 for the shipped file (its last step, 2718 -> 3572: 160.9)
+KID_FLOOR = 60.0      # measured 33.6 for the shipped file (the earlier pixel-D model: 90.7)
