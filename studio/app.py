@@ -142,21 +142,20 @@ def throttle_visitors(demo: gr.Blocks, throttle: Throttle) -> None:
     push = getattr(queue, "push", None)
     if push is None or not hasattr(queue, "event_queue_per_concurrency_id"):
         return
-    joining: dict[str, int] = {}      # visitor -> events admitted but not yet in the queue
+    joining: dict[str, list] = {}     # visitor -> functions of events admitted but not yet in the queue
 
     async def guarded(body, request, username):
         from fastapi import HTTPException
         fn = demo.fns.get(body.fn_index)
         who = body.session_hash or (request.client.host if request.client else "")
-        busy = _busy(queue, body.session_hash) + [fn] * joining.get(who, 0)
-        heavy = _is_heavy(fn)
-        if fn is not None and not throttle.admits(who, heavy, sum(map(_is_heavy, busy)), len(busy)):
+        busy = _busy(queue, body.session_hash) + joining.get(who, [])
+        if fn is not None and not throttle.admits(who, _is_heavy(fn), sum(map(_is_heavy, busy)), len(busy)):
             raise HTTPException(status_code=429, detail=TOO_MANY)
-        joining[who] = joining.get(who, 0) + 1
+        joining.setdefault(who, []).append(fn)
         try:
             return await push(body, request, username)
         finally:
-            joining[who] -= 1
+            joining[who].remove(fn)
             if not joining[who]:
                 del joining[who]
 
