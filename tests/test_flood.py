@@ -121,4 +121,6 @@ def test_the_bucket_refills_at_its_rate():
     assert t.admits("b", True, 0, 0, now=0.0), "another visitor has their own bucket"
     assert t.admits("a", True, 0, 0, now=0.11) and not t.admits("a", True, 0, 0, now=0.11)
     assert all(t.admits("a", False, 0, 0, now=0.11) for _ in range(50)), "page loads and polls are not counted"
-    assert not t.admits("c", True, busy_heavy=4, busy=4) and not t.admits("c", False, busy_heavy=0, busy=16)
+    fresh = Throttle()
+    assert not fresh.admits("c", True, busy_heavy=4, busy=4), "four inference events wait or run already"
+    assert fresh.admits("c", False, busy_heavy=4, busy=4) and not fresh.admits("c", False, busy_heavy=0, busy=16)
