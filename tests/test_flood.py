@@ -90,7 +90,7 @@ def test_a_flooding_client_leaves_room_for_the_others(space):
     for t in threads:
         t.join()
     served = sum(ok for _, ok in results)
-    assert len(results) >= 20 and served >= 0.95 * len(results), (served, results)
+    assert len(results) >= 10 and served >= 0.95 * len(results), (served, results)
     assert len(flood) >= 400 and flood.count(429) > flood.count(200), (len(flood), set(flood))
     assert set(flood) <= {200, 429}, "no server errors, no 'queue is full'"
 
