@@ -54,9 +54,9 @@ class CheckpointLibrary:
 
     # ---- listings, kept while the folders stay as they are ----------------------------------------------
     def cached(self, what: tuple, compute):
-        """`compute()`'s result, computed again only when a folder under the runs folder (or the weights folder)
-        changed: adding, rewriting (temporary file + `os.replace`), renaming or deleting a checkpoint changes its
-        folder's mtime. So a page load with hundreds of runs stats folders instead of reading every header."""
+        """`compute()`'s result, computed again only when a checkpoint or a folder in the weights or runs folder
+        changed (added, rewritten, renamed, deleted): a page load with hundreds of runs stats their files instead
+        of reading and checking every header."""
         key = (str(self.runs_dir), *what)
         stamp, newest = self._stamp()
         hit = self._listings.get(key)
@@ -70,18 +70,22 @@ class CheckpointLibrary:
         return result
 
     def _stamp(self) -> tuple[tuple, float]:
-        """(mtime of the weights folder and of every folder under the runs folder, the newest of them in seconds).
-        Dot-folders (a run's unpacked pictures) hold no checkpoints and are not walked."""
+        """(mtime of the weights and runs folders, every folder under the runs folder and every checkpoint in
+        them (a file copied over another in place changes only its own), the newest mtime in seconds). One stat
+        each, no file opened. Dot-folders (a run's unpacked pictures) hold no checkpoints and are not walked."""
         stamps, todo = [], [self.weights_dir, self.runs_dir]
         while todo:
             folder = todo.pop()
             try:
-                stamps.append((str(folder), folder.stat().st_mtime_ns))
-                if folder != self.weights_dir:
-                    todo += [Path(e.path) for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")]
+                stamps.append((str(folder), folder.stat().st_mtime_ns, 0))
+                for e in os.scandir(folder):
+                    if e.name.endswith(".safetensors"):
+                        stamps.append((e.path, e.stat().st_mtime_ns, e.stat().st_size))
+                    elif e.is_dir() and not e.name.startswith(".") and folder != self.weights_dir:
+                        todo.append(Path(e.path))
             except OSError:
                 continue
-        return tuple(sorted(stamps)), max((ns for _, ns in stamps), default=0) / 1e9
+        return tuple(sorted(stamps)), max((ns for _, ns, _ in stamps), default=0) / 1e9
 
     def roots(self) -> list[Path]:
         return [self.weights_dir, self.runs_dir]

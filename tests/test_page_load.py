@@ -88,3 +88,13 @@ def test_a_run_added_renamed_or_deleted_shows_at_once(crowded):
     crowded.delete(renamed)
     assert {label for label, _ in crowded.list_checkpoints("noise")} == before
     assert "new-run (step 4)" not in dict(crowded.interrupted_runs())
+
+
+def test_a_file_damaged_in_place_is_listed_as_unreadable(crowded):
+    path = crowded.runs_dir / "run001" / "last.safetensors"
+    crowded.list_checkpoints("noise")
+    with open(path, "r+b") as f:                      # the folder's mtime stays; the file's changes
+        f.write(b"\0" * 64)
+    assert str(path) not in dict(crowded.list_checkpoints("noise")).values()
+    [row] = [row for row in crowded.models_table() if row["path"] == str(path)]
+    assert row["model"] == "unreadable"
