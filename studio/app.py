@@ -129,6 +129,7 @@ def quiet_when_idle(demo: gr.Blocks) -> None:
 
 
 TOO_MANY = "Too many requests at once from this page; wait a moment, then try again."
+NO_SESSION = "This shared studio needs a browser session (an API client's session_hash); reload the page."
 # Page loads, timers and tab openings: small listings and polls, held only to the loose limit.
 LIGHT_TRIGGERS = frozenset({"load", "tick", "select"})
 
@@ -146,9 +147,10 @@ def throttle_visitors(demo: gr.Blocks, throttle: Throttle) -> None:
 
     async def guarded(body, request, username):
         from fastapi import HTTPException
-        fn = demo.fns.get(body.fn_index)
-        who = body.session_hash or (request.client.host if request.client else "")
-        busy = _busy(queue, body.session_hash) + joining.get(who, [])
+        fn, who = demo.fns.get(body.fn_index), body.session_hash
+        if not who:                        # no visitor to count against (and nothing a shared studio serves them)
+            raise HTTPException(status_code=400, detail=NO_SESSION)
+        busy = _busy(queue, who) + joining.get(who, [])
         if fn is not None and not throttle.admits(who, _is_heavy(fn), sum(map(_is_heavy, busy)), len(busy)):
             raise HTTPException(status_code=429, detail=TOO_MANY)
         joining.setdefault(who, []).append(fn)
@@ -166,10 +168,8 @@ def _is_heavy(fn) -> bool:
     return fn is not None and not all(event in LIGHT_TRIGGERS for _, event in fn.targets)
 
 
-def _busy(queue, session: str | None) -> list:
+def _busy(queue, session: str) -> list:
     """The functions of a visitor's events waiting in or run by Gradio's queue."""
-    if not session:
-        return []
     waiting = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
     running = [e for jobs in queue.active_jobs if jobs for e in jobs]
     return [e.fn for e in waiting + running if e.session_hash == session]

@@ -78,11 +78,13 @@ class CheckpointLibrary:
             folder = todo.pop()
             try:
                 stamps.append((str(folder), folder.stat().st_mtime_ns, 0))
-                for e in os.scandir(folder):
-                    if e.name.endswith(".safetensors"):
-                        stamps.append((e.path, e.stat().st_mtime_ns, e.stat().st_size))
-                    elif e.is_dir() and not e.name.startswith(".") and folder != self.weights_dir:
-                        todo.append(Path(e.path))
+                with os.scandir(folder) as entries:
+                    for e in entries:
+                        if e.name.endswith(".safetensors"):
+                            st = e.stat()
+                            stamps.append((e.path, st.st_mtime_ns, st.st_size))
+                        elif e.is_dir() and not e.name.startswith(".") and folder != self.weights_dir:
+                            todo.append(Path(e.path))
             except OSError:
                 continue
         return tuple(sorted(stamps)), max((ns for _, ns, _ in stamps), default=0) / 1e9

@@ -103,6 +103,13 @@ def test_a_refused_request_says_why(space):
     assert "too many requests at once" in refused[0].json()["detail"].lower()
 
 
+def test_a_request_without_a_session_is_refused(space):
+    """The plain HTTP API (`/call/<name>`) may leave the session out: it could not be counted, so it is refused."""
+    with httpx.Client(timeout=30) as http:
+        called = http.post(space.url + "call/explore_image", json={"data": space.args})
+    assert called.status_code == 400 and "browser session" in called.json()["detail"]
+
+
 def test_a_local_studio_limits_nobody(tmp_path):
     demo, studio = _studio(tmp_path, shared=False)
     try:
