@@ -10,7 +10,6 @@ import shutil
 import time
 
 import pytest
-
 from helpers import tiny_config
 
 RUNS = 500
