@@ -18,6 +18,7 @@ import gradio as gr
 from studio.services import Services
 from studio.tabs import explain, explore, export, masks, models, train, translate
 from studio.ui import current_session
+from studio.visitors import Throttle
 
 log = logging.getLogger("studio")
 
@@ -107,6 +108,8 @@ def build_app(services: Services | None = None) -> gr.Blocks:
     # Training alone (its handler also refuses a second job); inference a few at a time.
     demo.queue(default_concurrency_limit=4, max_size=64)
     quiet_when_idle(demo)
+    if services.visitors.shared:
+        throttle_visitors(demo, Throttle())
     demo.services = services
     return demo
 
@@ -123,6 +126,53 @@ def quiet_when_idle(demo: gr.Blocks) -> None:
     for name, value in (("sleep_when_free", IDLE_POLL_S), ("progress_update_sleep_when_free", PROGRESS_POLL_S)):
         if hasattr(queue, name):
             setattr(queue, name, value)
+
+
+TOO_MANY = "Too many requests at once from this page; wait a moment, then try again."
+NO_SESSION = "This shared studio needs a browser session (an API client's session_hash); reload the page."
+# Page loads, timers and tab openings: small listings and polls, held only to the loose limit.
+LIGHT_TRIGGERS = frozenset({"load", "tick", "select"})
+
+
+def throttle_visitors(demo: gr.Blocks, throttle: Throttle) -> None:
+    """An event over its visitor's limits is refused at once (HTTP 429; the page shows the message as an error)
+    before it takes one of the shared queue's places, so one flooding page or script cannot crowd out the
+    other visitors. Gradio has no public hook before an event joins the queue: this wraps its queue's `push`
+    (the one door for the page's and the API's events); a Gradio without it is left as it is."""
+    queue = getattr(demo, "_queue", None)
+    push = getattr(queue, "push", None)
+    if push is None or not hasattr(queue, "event_queue_per_concurrency_id"):
+        return
+    joining: dict[str, list] = {}     # visitor -> functions of events admitted but not yet in the queue
+
+    async def guarded(body, request, username):
+        from fastapi import HTTPException
+        fn, who = demo.fns.get(body.fn_index), body.session_hash
+        if not who:                        # no visitor to count against (and nothing a shared studio serves them)
+            raise HTTPException(status_code=400, detail=NO_SESSION)
+        busy = _busy(queue, who) + joining.get(who, [])
+        if fn is not None and not throttle.admits(who, _is_heavy(fn), sum(map(_is_heavy, busy)), len(busy)):
+            raise HTTPException(status_code=429, detail=TOO_MANY)
+        joining.setdefault(who, []).append(fn)
+        try:
+            return await push(body, request, username)
+        finally:
+            joining[who].remove(fn)
+            if not joining[who]:
+                del joining[who]
+
+    queue.push = guarded
+
+
+def _is_heavy(fn) -> bool:
+    return fn is not None and not all(event in LIGHT_TRIGGERS for _, event in fn.targets)
+
+
+def _busy(queue, session: str) -> list:
+    """The functions of a visitor's events waiting in or run by Gradio's queue."""
+    waiting = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
+    running = [e for jobs in queue.active_jobs if jobs for e in jobs]
+    return [e.fn for e in waiting + running if e.session_hash == session]
 
 
 def _quiet(fn):

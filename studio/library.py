@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 from gancore.catalog import TASKS, task_of
@@ -43,12 +44,50 @@ class CheckpointLibrary:
         self.runs_dir = Path(runs_dir or os.environ.get("GANSTUDIO_RUNS", "runs")).resolve()
         self._header_cache: dict[tuple[str, int], dict] = {}
         self._directions: dict[tuple[str, int, int], object] = {}
+        self._listings: dict[tuple, tuple[tuple, object]] = {}      # (runs folder, what) -> (stamp, result)
 
     def scoped(self, runs_dir: Path) -> CheckpointLibrary:
         """The same library seen by one visitor: their runs folder only (caches shared)."""
         view = copy.copy(self)
         view.runs_dir = Path(runs_dir).resolve()
         return view
+
+    # ---- listings, kept while the folders stay as they are ----------------------------------------------
+    def cached(self, what: tuple, compute):
+        """`compute()`'s result, computed again only when a checkpoint or a folder in the weights or runs folder
+        changed (added, rewritten, renamed, deleted): a page load with hundreds of runs stats their files instead
+        of reading and checking every header."""
+        key = (str(self.runs_dir), *what)
+        stamp, newest = self._stamp()
+        hit = self._listings.get(key)
+        if hit is not None and hit[0] == stamp:
+            return copy.deepcopy(hit[1])
+        result = compute()
+        if time.time() - newest > 1.0:         # a folder changed within the clock's tick may change again unseen
+            if len(self._listings) > 10_000:   # visitors come and go on a shared studio
+                self._listings.clear()
+            self._listings[key] = (stamp, copy.deepcopy(result))
+        return result
+
+    def _stamp(self) -> tuple[tuple, float]:
+        """(mtime of the weights and runs folders, every folder under the runs folder and every checkpoint in
+        them (a file copied over another in place changes only its own), the newest mtime in seconds). One stat
+        each, no file opened. Dot-folders (a run's unpacked pictures) hold no checkpoints and are not walked."""
+        stamps, todo = [], [self.weights_dir, self.runs_dir]
+        while todo:
+            folder = todo.pop()
+            try:
+                stamps.append((str(folder), folder.stat().st_mtime_ns, 0))
+                with os.scandir(folder) as entries:
+                    for e in entries:
+                        if e.name.endswith(".safetensors"):
+                            st = e.stat()
+                            stamps.append((e.path, st.st_mtime_ns, st.st_size))
+                        elif e.is_dir() and not e.name.startswith(".") and folder != self.weights_dir:
+                            todo.append(Path(e.path))
+            except OSError:
+                continue
+        return tuple(sorted(stamps)), max((ns for _, ns, _ in stamps), default=0) / 1e9
 
     def roots(self) -> list[Path]:
         return [self.weights_dir, self.runs_dir]
@@ -90,6 +129,9 @@ class CheckpointLibrary:
         """(label, path) for every readable checkpoint, optionally only those of one task."""
         if task is not None and task not in TASKS:
             raise BadInput(f"task must be one of {TASKS}")
+        return self.cached(("list", task), lambda: self._list_checkpoints(task))
+
+    def _list_checkpoints(self, task: str | None) -> list[tuple[str, str]]:
         out, first = [], []
         for p in self._files():
             try:
@@ -144,6 +186,9 @@ class CheckpointLibrary:
         return p
 
     def models_table(self) -> list[dict]:
+        return self.cached(("table",), self._models_table)
+
+    def _models_table(self) -> list[dict]:
         rows = []
         for p in self._files():
             row = {"name": self.label(p), "folder": "shipped" if self.weights_dir in p.parents else "runs",

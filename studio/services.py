@@ -119,7 +119,8 @@ class Services:
         return self.job.resume(path, owner=owner, runs_dir=self.visitors.home(owner))
 
     def interrupted_runs(self) -> list[tuple[str, str]]:
-        return self.job.interrupted_runs(self.runs_dir)
+        runs_dir, running = self.runs_dir, str(self.job.run_dir() if self.job.is_running() else "")
+        return self._lib().cached(("interrupted", running), lambda: self.job.interrupted_runs(runs_dir))
 
     def stop_training(self) -> bool:
         return self.job.stop(self.owner())

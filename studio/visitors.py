@@ -135,3 +135,30 @@ class Lease:
                 return False
             self.until = now + self.seconds
             return True
+
+
+class Throttle:
+    """Per-visitor limits that keep one page (or script) from filling the queue strangers share: at most
+    `heavy_at_once` inference events and `at_once` events of any kind waiting or running at a time, and a token
+    bucket of `per_s` inference requests a second (bursts of `burst`). A page load's dozen small listings fit."""
+
+    def __init__(self, heavy_at_once: int = 4, at_once: int = 16, per_s: float = 10.0, burst: float = 20.0):
+        self.heavy_at_once, self.at_once, self.per_s, self.burst = heavy_at_once, at_once, per_s, burst
+        self._buckets: dict[str, tuple[float, float]] = {}      # visitor -> (tokens, when counted)
+        self._lock = threading.Lock()
+
+    def admits(self, who: str, heavy: bool, busy_heavy: int, busy: int, now: float | None = None) -> bool:
+        """Whether one more event from `who` may join, given how many of theirs wait or run already."""
+        if busy >= self.at_once or (heavy and busy_heavy >= self.heavy_at_once):
+            return False
+        return not heavy or self._take(who, time.monotonic() if now is None else now)
+
+    def _take(self, who: str, now: float) -> bool:
+        with self._lock:
+            tokens, then = self._buckets.get(who, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.per_s)
+            if len(self._buckets) > 10_000:          # forget visitors whose buckets have filled up again
+                full_s = self.burst / self.per_s
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_s}
+            self._buckets[who] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
+            return tokens >= 1
