@@ -78,7 +78,7 @@ class Runner:
         onnx = self.onnx if self.backend == "onnxruntime" else None
         if onnx is not None:
             return torch.from_numpy(onnx.run(x.detach().float().cpu().numpy()))
-        with torch.inference_mode():
+        with torch.no_grad():      # not inference_mode: callers may change the result in place (clamp_)
             return self.net(x)
 
     def settle(self, path: Path, model, direction: str | None, threads: int, timed: bool) -> None:

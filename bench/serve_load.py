@@ -1,0 +1,105 @@
+"""`gancore serve` under a crowd: 200 clients for 60 s, some sending 5 MB bodies, while one more client asks
+`/healthz` every 0.1 s. Prints /healthz p50/p99, the answers by status (503 with Retry-After is the service
+saying it is full; a 500 is a bug), and the server's resident memory before, at the end and 10 s after.
+
+    python bench/serve_load.py [--clients 200] [--seconds 60] [--model weights/horse2zebra.safetensors]
+
+Targets: /healthz p99 <= 200 ms, no 500, memory back within 100 MB of its start. Run it on an otherwise idle
+machine (the load average is printed).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_translate import ROOT, free_port, photo_bytes  # noqa: E402
+
+BIG = os.urandom(5 * 1024 * 1024)
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def crowd_member(http, i: int, until: float, photo: bytes, statuses: collections.Counter) -> None:
+    while time.perf_counter() < until:
+        body = BIG if i % 10 == 0 else photo          # one client in ten sends 5 MB that is not a picture
+        try:
+            r = await http.post("/translate", files={"image": ("p.jpg", body, "image/jpeg")}, data={"direction": "AB"})
+            statuses[r.status_code] += 1
+            if r.status_code == 503:
+                await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+        except Exception as e:                          # a dropped connection counts as a failure too
+            statuses[type(e).__name__] += 1
+
+
+async def health(http, until: float, times: list) -> None:
+    while time.perf_counter() < until:
+        t = time.perf_counter()
+        r = await http.get("/healthz")
+        times.append((time.perf_counter() - t) * 1000 if r.status_code == 200 else float("inf"))
+        await asyncio.sleep(0.1)
+
+
+async def run(port: int, clients: int, seconds: float) -> tuple[list, collections.Counter]:
+    import httpx
+    limits = httpx.Limits(max_connections=clients + 10)
+    statuses, times = collections.Counter(), []
+    photo = photo_bytes()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120, limits=limits) as http, \
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as probe:
+        until = time.perf_counter() + seconds
+        await asyncio.gather(health(probe, until, times),
+                             *[crowd_member(http, i, until, photo, statuses) for i in range(clients)])
+    return times, statuses
+
+
+def main() -> None:
+    import httpx
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--model", default=str(ROOT / "weights" / "horse2zebra.safetensors"))
+    a = ap.parse_args()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gancore", "serve", a.model, "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        httpx.post(f"http://127.0.0.1:{port}/translate", files={"image": ("p.jpg", photo_bytes(), "image/jpeg")},
+                   timeout=60)
+        time.sleep(3)
+        start = rss_mb(proc.pid)
+        times, statuses = asyncio.run(run(port, a.clients, a.seconds))
+        end = rss_mb(proc.pid)
+        time.sleep(10)
+        after = rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    t = np.array(times)
+    print(f"load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs; {a.clients} clients for {a.seconds:.0f} s")
+    print(f"/healthz: {len(t)} probes, p50 {np.median(t):.1f} ms, p99 {np.percentile(t, 99):.1f} ms")
+    print("answers: " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items(), key=str)))
+    print(f"server memory: {start:.0f} MB before, {end:.0f} MB at the end, {after:.0f} MB 10 s later")
+
+
+if __name__ == "__main__":
+    main()
