@@ -142,7 +142,7 @@ class CheckpointLibrary:
                 _log_unexpected(p, e)
                 continue
             if task is None or task_of(h.get("model_type", "")) == task:
-                # A shipped file can ask to be its task's default (the fast student, once it matches its teacher).
+                # A shipped file can ask to be its task's default (the showcase translator, the colour model).
                 (first if task and h.get("studio_default") == task else out).append((self.label(p), str(p)))
         return first + out
 
