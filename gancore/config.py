@@ -141,8 +141,9 @@ def check_ranged_values(owner: str, data: dict[str, Any]) -> None:
     in that range. The class itself checks the rest when the settings are used."""
     for name, value in data.items():
         if name in RANGES:
-            check_value(owner, name, value, "int" if isinstance(value, int) and not isinstance(value, bool)
-                        else "float")
+            for one in value if isinstance(value, (list, tuple)) else [value]:     # widths come as lists
+                check_value(owner, name, one, "int" if isinstance(one, int) and not isinstance(one, bool)
+                            else "float")
 
 
 def check_count(what: str, n, lo: int = 1, hi: int = BIG_INT) -> int:

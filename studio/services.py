@@ -186,7 +186,8 @@ class Services:
         self.warming.start()
 
     def warm_up(self, limit_s: float = 120) -> None:
-        """Import the engine and get the Translate tab's default model's fast runners (both ways) ready."""
+        """Import the engine, get the Translate tab's default model's fast runners (both ways) ready, then load
+        the Explore tab's first model (checking a feature-D model's header imports torch's compiler: 1-2 s)."""
         import logging
         importlib.import_module("gancore.inference")
         try:
@@ -195,6 +196,9 @@ class Services:
                 ways = self.library.load(listed[0][1]).directions()
                 for run in [self.runner(listed[0][1], direction) for direction in ways]:
                     run.ready.wait(limit_s)
+            listed = self.library.list_checkpoints("noise")
+            if listed:
+                self.library.load(listed[0][1])
         except Exception as e:    # a broken file is reported when someone chooses it
             logging.getLogger("studio").warning("warm-up: %s", e)
 

@@ -47,9 +47,10 @@ def crowded(tmp_path_factory):
         run = services.runs_dir / f"run{i:03d}"
         run.mkdir(parents=True)
         shutil.copy(tiny, run / "last.safetensors")
-        os.utime(run, (hour_ago, hour_ago))           # runs trained earlier, not a moment ago
-    for folder in (services.runs_dir, services.runs_dir.parent):
-        os.utime(folder, (hour_ago, hour_ago))
+        for path in (run / "last.safetensors", run):  # runs trained earlier, not a moment ago
+            os.utime(path, (hour_ago, hour_ago))
+    for path in (services.runs_dir, services.runs_dir.parent, weights, weights / "mlp_mnist.safetensors"):
+        os.utime(path, (hour_ago, hour_ago))    # a listing changed within the last second is not kept
     return services
 
 

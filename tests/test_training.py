@@ -68,7 +68,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         train(_cfg(tmp_path, steps=50, out_dir=str(tmp_path / "b")), tiny_config("dcgan"))
 
 
-def test_exploding_weights_are_never_saved(tmp_path):
+def test_exploding_weights_are_never_saved(tmp_path, monkeypatch):
+    from gancore import config
+    for key in ("lr_g", "lr_d"):           # past the settings' bound on purpose: weights that blow up
+        monkeypatch.setitem(config.RANGES, key, (0, 1e31))
     cfg = _cfg(tmp_path, steps=30, lr_g=1e30, lr_d=1e30, checkpoint_every_steps=1, sample_every_steps=0)
     events = list(Trainer(cfg, tiny_config("dcgan")).run())
     assert events[-1].kind == "error"
