@@ -21,3 +21,10 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 def launch(playwright, extra_args=()):
     """Debian's Chromium with the flags this machine needs (and any test-specific ones)."""
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS + list(extra_args))
+
+
+def open_translate(page) -> None:
+    """The Translate tab, once the page has filled its model list with the shipped translator (a person clicks
+    after seeing it; a click before the list loads asks them to choose a model first)."""
+    page.locator('button[role=tab][data-tab-id="translate"]').click()
+    sync_api.expect(page.locator("#translate-model input")).to_have_value("horse2zebra (shipped)", timeout=60_000)

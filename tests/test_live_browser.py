@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser import SHOTS, launch, sync_api  # skips the module without Chromium
+from browser import SHOTS, launch, open_translate, sync_api  # skips the module without Chromium
 from clips import pan_frames, write_clip, write_y4m
 
 pytestmark = pytest.mark.browser
@@ -54,7 +54,7 @@ def shot(page, name: str, element=None) -> None:
 
 
 def test_webcam_stream_is_translated_live(page):
-    tab(page, "Translate").click()
+    open_translate(page)
     page.locator("#translate-model input").wait_for()
     page.locator("#translate-live").get_by_text("Live: translate your webcam").click()
     page.locator("#live-input").get_by_text("Click to Access Webcam").click()
@@ -78,7 +78,7 @@ def test_webcam_stream_is_translated_live(page):
 def test_a_clip_is_translated_with_a_progress_bar(page, h2z, tmp_path):
     photo = sorted((h2z / "testA").glob("*.jpg"))[2]
     clip = write_clip(tmp_path / "horse-pan.mp4", pan_frames(photo, 1.0, fps=10), fps=10, audio_s=1.0)
-    tab(page, "Translate").click()
+    open_translate(page)
     page.locator("#translate-video").get_by_text("Video: translate a clip").click()
     page.locator("#video-input input[type=file]").set_input_files(str(clip))
     page.locator("#video-input video").wait_for()
@@ -94,7 +94,7 @@ def test_a_clip_is_translated_with_a_progress_bar(page, h2z, tmp_path):
 def test_a_corrupt_clip_gets_a_one_line_message(page, tmp_path):
     junk = tmp_path / "holiday.mp4"
     junk.write_bytes(b"\x00\x00\x00\x18ftypmp42 broken" * 50)
-    tab(page, "Translate").click()
+    open_translate(page)
     page.locator("#translate-video").get_by_text("Video: translate a clip").click()
     page.locator("#video-input input[type=file]").set_input_files(str(junk))
     page.locator("#video-go").click()

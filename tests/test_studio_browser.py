@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser import SHOTS, launch, sync_api  # skips the module without Chromium
+from browser import SHOTS, launch, open_translate, sync_api  # skips the module without Chromium
 
 pytestmark = pytest.mark.browser
 
@@ -133,9 +133,7 @@ def test_latent_slider_drag_changes_the_image(page):
 
 
 def test_translate_a_bundled_example(page):
-    tab(page, "Translate").click()
-    # The page fills the model list after it loads; a person clicks once the shipped model shows.
-    sync_api.expect(page.locator("#translate-model input")).to_have_value("horse2zebra (shipped)", timeout=60_000)
+    open_translate(page)
     page.locator("#translate-examples [data-testid=dataset-cell-0-0]").click()
     page.locator("#translate-output img").wait_for(timeout=60_000)
     page.locator("#translate-recon img").wait_for(timeout=60_000)
