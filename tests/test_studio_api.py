@@ -59,12 +59,17 @@ def test_plain_http_api_as_curl_or_a_browser_calls_it(studio):
 def test_an_idle_studio_leaves_the_cores_to_the_work(studio):
     """Gradio's queue polls every 1 ms while idle: this process used 13 % of a core doing nothing (a 2-core
     Space translates on what is left). The studio slows the polls: measured here, under 2 %."""
+    from gancore.deploy import fast
     _wait_idle(studio.services)
+    if fast._builder is not None:                  # graphs being built for earlier tests' translators
+        fast._builder.join(300)
     time.sleep(1)
-    c0, t0 = time.process_time(), time.perf_counter()
-    time.sleep(4)
-    share = (time.process_time() - c0) / (time.perf_counter() - t0)
-    assert share < 0.06, f"the idle studio used {share:.1%} of a core"
+    shares = []
+    for _ in range(2):                             # the quieter of two windows: a finishing job is not idling
+        c0, t0 = time.process_time(), time.perf_counter()
+        time.sleep(3)
+        shares.append((time.process_time() - c0) / (time.perf_counter() - t0))
+    assert min(shares) < 0.06, f"the idle studio used {min(shares):.1%} of a core"
 
 
 def test_every_event_has_a_stable_name(client):
