@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import collections
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_translate import ROOT, free_port, photo_bytes  # noqa: E402
+from serve_translate import ROOT, photo_bytes, start_service  # noqa: E402
 
 BIG = os.urandom(5 * 1024 * 1024)
 
@@ -53,13 +52,13 @@ async def health(http, until: float, times: list) -> None:
         await asyncio.sleep(0.1)
 
 
-async def run(port: int, clients: int, seconds: float) -> tuple[list, collections.Counter]:
+async def run(url: str, clients: int, seconds: float) -> tuple[list, collections.Counter]:
     import httpx
     limits = httpx.Limits(max_connections=clients + 10)
     statuses, times = collections.Counter(), []
     photo = photo_bytes()
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120, limits=limits) as http, \
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as probe:
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http, \
+            httpx.AsyncClient(base_url=url, timeout=120) as probe:
         until = time.perf_counter() + seconds
         await asyncio.gather(health(probe, until, times),
                              *[crowd_member(http, i, until, photo, statuses) for i in range(clients)])
@@ -73,21 +72,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--model", default=str(ROOT / "weights" / "horse2zebra.safetensors"))
     a = ap.parse_args()
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gancore", "serve", a.model, "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, url = start_service(a.model)
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        httpx.post(f"http://127.0.0.1:{port}/translate", files={"image": ("p.jpg", photo_bytes(), "image/jpeg")},
+        httpx.post(f"{url}/translate", files={"image": ("p.jpg", photo_bytes(), "image/jpeg")},
                    timeout=60)
         time.sleep(3)
         start = rss_mb(proc.pid)
-        times, statuses = asyncio.run(run(port, a.clients, a.seconds))
+        times, statuses = asyncio.run(run(url, a.clients, a.seconds))
         end = rss_mb(proc.pid)
         time.sleep(10)
         after = rss_mb(proc.pid)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,14 +20,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "gancore" / "assets" / "examples" / "horse_1.jpg"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cold_start import EXAMPLE, ROOT, free_port  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def start_service(model: str):
+    """`gancore serve MODEL` in its own process, once /healthz answers: (process, base URL)."""
+    import httpx
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gancore", "serve", model, "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return proc, url
 
 
 def photo_bytes() -> bytes:
@@ -52,19 +61,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=40)
     ap.add_argument("--model", default=str(ROOT / "weights" / "horse2zebra.safetensors"))
     a = ap.parse_args()
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gancore", "serve", a.model, "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, url = start_service(a.model)
     data = photo_bytes()
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            for _ in range(600):
-                try:
-                    if http.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-
+        with httpx.Client(base_url=url, timeout=60) as http:
             def translate():
                 r = http.post("/translate", files={"image": ("horse.jpg", data, "image/jpeg")}, data={"direction": "AB"})
                 assert r.status_code == 200 and r.content[:4] == b"\x89PNG", r.text[:200]

@@ -101,7 +101,7 @@ def check_seed(seed) -> int:
     if isinstance(seed, float) and seed.is_integer():
         seed = int(seed)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
-        raise BadInput(f"the seed must be a whole number from 0 to 2^63-1 ({MAX_SEED}), got {seed!r:.40}")
+        raise BadInput(f"seed must be a whole number from 0 to 2^63-1 ({MAX_SEED}), got {seed!r:.40}")
     return int(seed)
 
 

@@ -113,7 +113,8 @@ class CheckpointLibrary:
     def model_type(self, path: Path) -> str:
         """The header's model type, unchecked: enough to leave out another task's files before checking."""
         from gancore.checkpoint import read_header
-        return str(read_header(path).get("model_type", ""))
+        checked = self._header_cache.get((str(path), path.stat().st_mtime_ns))
+        return str((checked or read_header(path)).get("model_type", ""))
 
     def label(self, path: Path) -> str:
         path = Path(path)

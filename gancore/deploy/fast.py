@@ -160,7 +160,7 @@ def _onnx_generator(path: Path, model, direction: str | None, threads: int):
     network = model.directions()[model.direction(direction)]
     graph = graph_path(path, network, path.parent / "onnx")
     if not graph.is_file():
-        graph = graph_path(path, network, cache_dir())
+        graph = cache_dir() / graph.name
         if not graph.is_file():
             export_graph(path, network, graph)
     return OnnxGenerator(graph, threads=threads)
