@@ -69,14 +69,14 @@ def emoji_zip(path, n: int = 320) -> Path:
     return path
 
 
-def photo_zip(path, split: str, size: int = 64) -> Path:
-    """horse2zebra photos of one test folder (testA horses, testB zebras) at `size` px, zipped as a designer
-    would upload them."""
+def photo_zip(path, h2z: Path, split: str, size: int = 64) -> Path:
+    """horse2zebra photos of one test folder (testA horses, testB zebras; `h2z` is the dataset's folder) at
+    `size` px, zipped as a designer would upload them."""
     import io
     import zipfile
 
     from PIL import Image
-    src = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "horse2zebra" / split
+    src = h2z / split
     with zipfile.ZipFile(path, "w") as zf:
         for f in sorted(src.glob("*.jpg")):
             buf = io.BytesIO()

@@ -164,13 +164,13 @@ def test_phone_width(browser, studio):
     context.close()
 
 
-def test_two_picture_sets_train_a_translator_with_its_curve(page, studio, tmp_path):
+def test_two_picture_sets_train_a_translator_with_its_curve(page, studio, tmp_path, h2z):
     """A designer's own pair of sets (here 64-px horse and zebra photos): CUT trains for a minute, the samples
     show the translations, and the curve says how far it got in words."""
     from helpers import photo_zip
     page.get_by_role("radio", name="CUT").check()
-    page.locator("#train-upload input[type=file]").set_input_files(str(photo_zip(tmp_path / "horses.zip", "testA")))
-    page.locator("#train-upload-b input[type=file]").set_input_files(str(photo_zip(tmp_path / "zebras.zip", "testB")))
+    page.locator("#train-upload input[type=file]").set_input_files(str(photo_zip(tmp_path / "horses.zip", h2z, "testA")))
+    page.locator("#train-upload-b input[type=file]").set_input_files(str(photo_zip(tmp_path / "zebras.zip", h2z, "testB")))
     page.get_by_role("radio", name="minutes").check()
     page.locator("#train-budget input").fill("1")
     page.locator("#train-start").click()
