@@ -1,6 +1,7 @@
 """`gancore serve` under a crowd: 200 clients for 60 s, some sending 5 MB bodies, while one more client asks
-`/healthz` every 0.1 s. Prints /healthz p50/p99, the answers by status (503 with Retry-After is the service
-saying it is full; a 500 is a bug), and the server's resident memory before, at the end and 10 s after.
+`/healthz` every 0.1 s from a process of its own (so the crowd's client loop never delays the probe). Prints
+/healthz p50/p99, the answers by status (503 with Retry-After is the service saying it is full; a 500 is a
+bug), and the server's resident memory before, at the end and 10 s after.
 
     python bench/serve_load.py [--clients 200] [--seconds 60] [--model weights/horse2zebra.safetensors]
 
@@ -12,7 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,25 +47,34 @@ async def crowd_member(http, i: int, until: float, photo: bytes, statuses: colle
             statuses[type(e).__name__] += 1
 
 
-async def health(http, until: float, times: list) -> None:
-    while time.perf_counter() < until:
-        t = time.perf_counter()
-        r = await http.get("/healthz")
-        times.append((time.perf_counter() - t) * 1000 if r.status_code == 200 else float("inf"))
-        await asyncio.sleep(0.1)
+def probe(url: str, seconds: float) -> None:
+    """The /healthz prober (its own process): one request every 0.1 s; prints the times in ms as JSON."""
+    import httpx
+    times, until = [], time.perf_counter() + seconds
+    with httpx.Client(base_url=url, timeout=120) as http:
+        while time.perf_counter() < until:
+            t = time.perf_counter()
+            r = http.get("/healthz")
+            times.append((time.perf_counter() - t) * 1000 if r.status_code == 200 else float("inf"))
+            time.sleep(0.1)
+    print(json.dumps(times))
 
 
-async def run(url: str, clients: int, seconds: float) -> tuple[list, collections.Counter]:
+async def crowd(url: str, clients: int, seconds: float) -> collections.Counter:
     import httpx
     limits = httpx.Limits(max_connections=clients + 10)
-    statuses, times = collections.Counter(), []
-    photo = photo_bytes()
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http, \
-            httpx.AsyncClient(base_url=url, timeout=120) as probe:
+    statuses, photo = collections.Counter(), photo_bytes()
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
         until = time.perf_counter() + seconds
-        await asyncio.gather(health(probe, until, times),
-                             *[crowd_member(http, i, until, photo, statuses) for i in range(clients)])
-    return times, statuses
+        await asyncio.gather(*[crowd_member(http, i, until, photo, statuses) for i in range(clients)])
+    return statuses
+
+
+def run(url: str, clients: int, seconds: float) -> tuple[list, collections.Counter]:
+    prober = subprocess.Popen([sys.executable, __file__, "--probe", url, "--seconds", str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    statuses = asyncio.run(crowd(url, clients, seconds))
+    return json.loads(prober.communicate()[0]), statuses
 
 
 def main() -> None:
@@ -71,14 +83,17 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--model", default=str(ROOT / "weights" / "horse2zebra.safetensors"))
+    ap.add_argument("--probe", metavar="URL", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.probe:
+        return probe(a.probe, a.seconds)
     proc, url = start_service(a.model)
     try:
         httpx.post(f"{url}/translate", files={"image": ("p.jpg", photo_bytes(), "image/jpeg")},
                    timeout=60)
         time.sleep(3)
         start = rss_mb(proc.pid)
-        times, statuses = asyncio.run(run(url, a.clients, a.seconds))
+        times, statuses = run(url, a.clients, a.seconds)
         end = rss_mb(proc.pid)
         time.sleep(10)
         after = rss_mb(proc.pid)

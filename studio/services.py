@@ -112,7 +112,8 @@ class Services:
         owner = self.owner()
         self.visitors.expire(keep=self.job.run_dir())
         self.visitors.check_quota(owner)
-        return self.job.start(model, owner=owner, runs_dir=self.visitors.home(owner), **settings)
+        return self.job.start(model, owner=owner, runs_dir=self.visitors.home(owner),
+                              room=self.visitors.room(owner), **settings)
 
     def resume_training(self, path: str) -> str:
         owner = self.owner()

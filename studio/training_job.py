@@ -109,11 +109,12 @@ class TrainingJob:
     def start(self, model: str = "dcgan", data: str = "mnist", data_b: str = "", upload: str = "",
               upload_b: str = "", steps: int = 0, minutes: float = 0, batch_size: int = 64,
               lr: float | None = None, image_size: int = 0, sample_every_steps: int = 0, run_name: str = "",
-              owner: str = "", runs_dir: Path | None = None) -> str:
+              owner: str = "", runs_dir: Path | None = None, room: int | None = None) -> str:
         """Validate settings and data, then start the run in a background thread. Returns the run name.
 
         Data problems (a broken zip, no images) raise DataError here, before anything starts. The run goes to
-        `runs_dir` (the owner's folder; the job's own by default).
+        `runs_dir` (the owner's folder; the job's own by default); its unpacked pictures may take at most
+        `room` bytes (a visitor's share on a shared studio; None: the zip caps only).
         """
         from gancore import registry
 
@@ -128,8 +129,9 @@ class TrainingJob:
                 raise ConfigError(f"a run named {name!r} already exists; choose another name")
             created = out_dir
             train_settings.check_data_source(entry, data)
-            data_a = uploads.unpack(data, upload, out_dir, "data")
-            data_bb = uploads.unpack(data_b or "upload", upload_b, out_dir, "data_b") if entry.task == "translate" else ""
+            data_a = uploads.unpack(data, upload, out_dir, "data", room)
+            data_bb = (uploads.unpack(data_b or "upload", upload_b, out_dir, "data_b", room)
+                       if entry.task == "translate" else "")
             cfg, model_cfg = train_settings.run_settings(model, data_a, data_bb, out_dir, steps, minutes, batch_size,
                                                          lr, image_size, sample_every_steps)
             dataset = uploads.decode(cfg, model_cfg, out_dir, upload, upload_b)

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from gancore.config import ConfigError
 from gancore.errors import DataError, TooLarge
-from gancore.files import safe_extract_zip
+from gancore.files import MAX_ZIP_BYTES, safe_extract_zip
+from studio.visitors import QuotaError
 
 
-def unpack(data: str, upload: str, out_dir: Path, tag: str) -> str:
-    """MNIST, or an uploaded zip unpacked (images only, no path escapes) inside the run's folder."""
+def unpack(data: str, upload: str, out_dir: Path, tag: str, room: int | None = None) -> str:
+    """MNIST, or an uploaded zip unpacked (images only, no path escapes) inside the run's folder. With `room`
+    (a visitor's share left on a shared studio) the run's folder may not grow past it."""
     if data == "mnist" and tag == "data":
         return "mnist"
     if not upload:
@@ -22,14 +24,22 @@ def unpack(data: str, upload: str, out_dir: Path, tag: str) -> str:
         raise DataError("the uploaded file is gone; upload it again")
     target = out_dir / f".{tag}"
     target.mkdir(parents=True, exist_ok=True)
+    left = None if room is None else max(0, room - _bytes(out_dir))
     try:
-        safe_extract_zip(src, target)
+        safe_extract_zip(src, target, **({} if left is None or left >= MAX_ZIP_BYTES else {"max_bytes": left}))
     except DataError as e:
         shutil.rmtree(out_dir, ignore_errors=True)
+        if isinstance(e, TooLarge) and left is not None and left < MAX_ZIP_BYTES:
+            raise QuotaError(f"{e}; your share of this shared studio has {left / 1e6:.0f} MB left: delete a run "
+                             "in the Models tab, or upload fewer pictures") from None
         if isinstance(e, TooLarge):      # say which cap, not just "unreadable"
             raise
         raise DataError(f"{src.name} is not a readable zip file of images") from None
     return str(target)
+
+
+def _bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def decode(cfg, model_cfg, out_dir: Path, upload: str, upload_b: str):

@@ -79,6 +79,10 @@ class Visitors:
             raise QuotaError(f"your runs take {used / 1e6:.0f} MB of the {self.max_bytes / 1e6:.0f} MB this shared "
                              "studio allows each visitor; delete one in the Models tab, then start again")
 
+    def room(self, owner: str) -> int | None:
+        """Bytes a visitor may still add (what a new run's unpacked pictures may take); None locally."""
+        return max(0, self.max_bytes - _bytes(self.home(owner))) if self.shared else None
+
     def expire(self, keep: Path | None = None, now: float | None = None) -> list[Path]:
         """Remove runs nobody touched for `keep_s` (all visitors'); `keep` (the running run) stays. Returns them."""
         if not self.shared or not self.runs_dir.is_dir():

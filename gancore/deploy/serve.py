@@ -218,6 +218,27 @@ class _BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class _ServerTime:
+    """ASGI middleware: every response carries the time the app took in `X-Process-Time-Ms` (plain ASGI, so it
+    adds no task or copy per request on the event loop that also answers /healthz)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t = time.perf_counter()
+
+        async def timed(message):
+            if message["type"] == "http.response.start":
+                ms = f"{(time.perf_counter() - t) * 1000:.2f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"x-process-time-ms", ms)]}
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
 # ----------------------------------------------------------------------------------------------------
 # App
 
@@ -231,13 +252,7 @@ def create_app(model_path: str | os.PathLike, limits: ServiceLimits | None = Non
                   description=f"Serves {backend.model_type} from {Path(model_path).name} ({backend.kind}).")
     app.state.backend, app.state.gate = backend, gate
 
-    @app.middleware("http")
-    async def server_time(request: Request, call_next):
-        t = time.perf_counter()
-        response = await call_next(request)
-        response.headers["X-Process-Time-Ms"] = f"{(time.perf_counter() - t) * 1000:.2f}"
-        return response
-
+    app.add_middleware(_ServerTime)
     app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)   # outermost: before any parsing
     _error_handlers(app)
 
@@ -377,4 +392,4 @@ def main(model: str, host: str = "127.0.0.1", port: int = 8000, limits: ServiceL
     import uvicorn
     app = create_app(model, limits)
     print(f"serving {Path(model).name} on http://{host}:{port} (docs: http://{host}:{port}/docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=30)
