@@ -213,7 +213,9 @@ def translate_with(run, image, channels: int, image_size: int, size_multiple: in
         out = torch.lerp(resize_to(x, size_wh), out, float(strength))
     out = to_uint8(out[0])
     t1 = time.perf_counter()
-    rec = to_uint8(resize_to(run_padded(run_back, y, size_multiple), size_wh)[0]) if run_back is not None else None
+    if run_back is None:
+        return {"output": out, "note": note, "ms": (t1 - t0) * 1000, "round_trip_ms": 0.0, "reconstruction": None}
+    rec = to_uint8(resize_to(run_padded(run_back, y, size_multiple), size_wh)[0])
     return {"output": out, "note": note, "ms": (t1 - t0) * 1000, "round_trip_ms": (time.perf_counter() - t1) * 1000,
             "reconstruction": rec}
 

@@ -21,7 +21,7 @@ def build(services):
         engine = {"onnxruntime": "ONNX Runtime", "pytorch": "PyTorch"}.get(out.get("backend"), "PyTorch")
         note = f"**{out['ms']:.0f} ms** on this machine ({engine}; {services.label(path)})."
         if out.get("round_trip_ms"):
-            note += f" The round trip took {out['round_trip_ms']:.0f} ms more."
+            note += f" Translating it back took {out['round_trip_ms']:.0f} ms more."
         if out["note"]:
             note += f" {out['note']}."
         if cycle:
