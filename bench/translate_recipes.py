@@ -43,6 +43,9 @@ RECIPES = {
     "fastcut-ss": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0,
                            "lambda_structure": 2.0}),
     "cut-wide": ("cut", {**MOBILE_CUT, "base_channels": 24, "nce_idt": True, "lambda_nce": 1.0}),
+    # The winner with a 24-channel mobile generator (1.5x the width, about 2x the compute a step).
+    "fastcut-wide": ("cut", {**MOBILE_CUT, "base_channels": 24, "nce_idt": False, "flip_equivariance": True,
+                             "lambda_nce": 1.0}),
     # A second D on frozen ImageNet features, its verdict reaching G after 500 steps at half weight.
     "fastcut-proj": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0,
                              "lambda_projected": 0.5, "projected_warmup": 500}),

@@ -4,12 +4,17 @@ CLI time (`translate_fast`: decode-free uint8 in, uint8 out, on the backend `gan
 against the paper-size CycleGAN generator (64 channels, 9 blocks) in the same run.
 
     python bench/translate_speed.py [--runs 20] [--threads 2] [--model weights/horse2zebra.safetensors]
+                                    [--widths 24,32]
+
+`--widths` also times the shipped generator's architecture at other widths (untrained: the same cost), to
+see whether a wider translator would still be interactive on this machine.
 
 The "engine" rows are the figure the Translate tab shows beside each translation.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -43,6 +48,7 @@ def main():
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default=str(SHIPPED))
+    ap.add_argument("--widths", default="", help="comma list of generator widths to time beside the shipped one")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.environ["GANCORE_CACHE"] = tempfile.mkdtemp(prefix="translate-speed-")
@@ -60,6 +66,10 @@ def main():
         rows.append(("paper-size CycleGAN generator (64 ch, 9 blocks), PyTorch eager", *timed(lambda: paper(x), a.runs)))
         rows.append((f"{name} generator, PyTorch eager", *timed(lambda: shipped(x), a.runs)))
         rows.append((f"{name} generator, ONNX Runtime fp32 ({ort.backend})", *timed(lambda: ort(x), a.runs)))
+        for width in [int(w) for w in a.widths.split(",") if w]:
+            wide = type(model)(dataclasses.replace(model.config, base_channels=width)).eval().generator("AB")
+            rows.append((f"{name} generator at {width} channels (untrained), PyTorch eager",
+                         *timed(lambda: wide(x), a.runs)))
         rows.append((f"{name} photo path, PyTorch (engine: uint8 photo in and out)",
                      *timed(lambda: translate(model, photo, "AB"), a.runs)))
         rows.append((f"{name} photo path, ONNX Runtime (engine, as the Translate tab)",

@@ -421,6 +421,7 @@ class LiveTranslator:
         self.key = key
         self.times: deque[float] = deque(maxlen=30)
         self.last_ms = 0.0
+        self.count = 0                    # frames translated so far
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         frame = np.asarray(frame)
@@ -436,6 +437,7 @@ class LiveTranslator:
         now = time.perf_counter()
         self.last_ms = (now - t) * 1000
         self.times.append(now)
+        self.count += 1
         return out
 
     @property

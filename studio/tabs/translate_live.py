@@ -20,6 +20,7 @@ VIDEO_MAX_SECONDS = 30.0
 # The page sends a camera frame this often; a frame that arrives while the last one is being translated
 # replaces the one waiting, so a fast model shows up to 20 frames/s and a slow machine just skips frames.
 LIVE_SEND_EVERY_S = 0.05
+RATE_EVERY_FRAMES = 10           # the frame rate note is refreshed every this many frames
 CAMERA_IN_USE = ("**Camera in use:** another visitor is translating their webcam. Keep this stream on; yours "
                  "starts when they stop (or after their one-minute turn).")
 
@@ -40,6 +41,8 @@ def build(services, ckpt, direction):
             state = engine.LiveTranslator(services.load(path), direction, work_size=int(size), key=key,
                                           run=services.runner(path, direction))
         out = state(frame)
+        if state.count % RATE_EVERY_FRAMES != 1:        # the page re-renders the note: not on every frame
+            return out, gr.skip(), state
         fps = f"{state.fps:.1f} frames/s" if state.fps else "starting"
         return out, f"**{fps}** · {state.last_ms:.0f} ms per frame at {int(size)} px", state
 
