@@ -17,12 +17,15 @@ import gradio as gr
 
 from studio.services import Services
 from studio.tabs import explain, explore, export, masks, models, train, translate
-from studio.ui import current_session
+from studio.ui import INFERENCE_CONCURRENCY, current_session
 from studio.visitors import Throttle
 
 log = logging.getLogger("studio")
 
 TITLE = "GAN Studio"
+# Where a browser keeps its key on a shared studio. The secret travels to the page with the component anyway (it
+# hides nothing); a fixed one lets a restarted studio read the keys browsers already hold.
+BROWSER_KEY = "gan-studio-owner"
 
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate", neutral_hue="slate",
                        font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"])
@@ -69,9 +72,9 @@ def build_app(services: Services | None = None) -> gr.Blocks:
             with gr.Tab("Translate", id="translate") as tab_translate:
                 translate_parts = translate.build(services)
             with gr.Tab("Masks", id="masks"):
-                masks.build(services)
+                masks_parts = masks.build(services)
             with gr.Tab("Explain", id="explain"):
-                explain.build(services)
+                explain_parts = explain.build(services)
             with gr.Tab("Export", id="export") as tab_export:
                 export_parts = export.build(services)
             with gr.Tab("Models", id="models") as tab_models:
@@ -89,22 +92,36 @@ def build_app(services: Services | None = None) -> gr.Blocks:
         tab_translate.select(fn, dd, dd, api_name="translate_models", api_visibility="undocumented")
         fn, dd, outs = models_parts["refresh"]
         tab_models.select(fn, dd, outs, api_name="models_refresh", api_visibility="undocumented")
+        # On a shared studio a loading page first says which browser it is (a key kept in its localStorage, made
+        # on the first visit), so a reloaded page still owns its runs; what the page lists follows from that.
+        on_load = demo.load
+        if services.visitors.shared:
+            browser_key = gr.BrowserState(None, storage_key=BROWSER_KEY, secret=BROWSER_KEY)
+            on_load = demo.load(services.claim_browser, browser_key, browser_key, api_name="claim_browser",
+                                api_visibility="undocumented", show_progress="hidden").then
         # A (re)loaded page shows the running job and keeps polling it; Explore shows a first image.
         poll, polled = train_parts["poll"]
-        demo.load(poll, None, polled, api_name="train_state_on_load", api_visibility="undocumented")
+        on_load(poll, None, polled, api_name="train_state_on_load", api_visibility="undocumented")
         fn, dd, outs = train_parts["unfinished"]
-        demo.load(fn, dd, outs, api_name="train_unfinished", api_visibility="undocumented")
+        on_load(fn, dd, outs, api_name="train_unfinished", api_visibility="undocumented")
         tab_train.select(fn, dd, outs, api_name="train_unfinished_on_select", api_visibility="undocumented")
         image, inputs, out = explore_parts["first_image"]
         fn, dd = explore_parts["refresh"]
-        demo.load(fn, dd, dd, api_name="explore_models_on_load", api_visibility="undocumented").then(
-            _quiet(image), inputs, out, api_name="explore_first_image", api_visibility="undocumented")
+        on_load(fn, dd, dd, api_name="explore_models_on_load", api_visibility="undocumented").then(
+            _quiet(image), inputs, out, api_name="explore_first_image", api_visibility="undocumented",
+            concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
         fn, dd = translate_parts["refresh"]
-        demo.load(fn, dd, dd, api_name="translate_models_on_load", api_visibility="undocumented")
+        on_load(fn, dd, dd, api_name="translate_models_on_load", api_visibility="undocumented")
         fn, dd = export_parts["refresh"]
-        demo.load(fn, dd, dd, api_name="export_models_on_load", api_visibility="undocumented")
+        on_load(fn, dd, dd, api_name="export_models_on_load", api_visibility="undocumented")
         fn, dd, outs = models_parts["refresh"]
-        demo.load(fn, dd, outs, api_name="models_on_load", api_visibility="undocumented")
+        on_load(fn, dd, outs, api_name="models_on_load", api_visibility="undocumented")
+        fn, dd = masks_parts["refresh"]
+        on_load(fn, dd, dd, api_name="masks_models_on_load", api_visibility="undocumented")
+        fn, dd = explain_parts["refresh"]
+        on_load(fn, dd, dd, api_name="explain_models_on_load", api_visibility="undocumented")
+        fn, index, editor = masks_parts["example"]          # a bundled picture: no need to wait for the browser
+        demo.load(fn, index, editor, api_name="masks_example_on_load", api_visibility="undocumented")
     # Training alone (its handler also refuses a second job); inference a few at a time.
     demo.queue(default_concurrency_limit=4, max_size=64)
     quiet_when_idle(demo)
@@ -130,8 +147,11 @@ def quiet_when_idle(demo: gr.Blocks) -> None:
 
 TOO_MANY = "Too many requests at once from this page; wait a moment, then try again."
 NO_SESSION = "This shared studio needs a browser session (an API client's session_hash); reload the page."
-# Page loads, timers and tab openings: small listings and polls, held only to the loose limit.
+# Page loads, timers and tab openings: small listings and polls, held only to the loose limit. So are the events
+# chained after one (a page's listings wait for it to say which browser it is), unless they run in the inference
+# pool (Explore's first image).
 LIGHT_TRIGGERS = frozenset({"load", "tick", "select"})
+CHAINED = frozenset({"then", "success"})
 
 
 def throttle_visitors(demo: gr.Blocks, throttle: Throttle) -> None:
@@ -151,7 +171,8 @@ def throttle_visitors(demo: gr.Blocks, throttle: Throttle) -> None:
         if not who:                        # no visitor to count against (and nothing a shared studio serves them)
             raise HTTPException(status_code=400, detail=NO_SESSION)
         busy = _busy(queue, who) + joining.get(who, [])
-        if fn is not None and not throttle.admits(who, _is_heavy(fn), sum(map(_is_heavy, busy)), len(busy)):
+        heavy = [_is_heavy(f, demo.fns) for f in busy]
+        if fn is not None and not throttle.admits(who, _is_heavy(fn, demo.fns), sum(heavy), len(busy)):
             raise HTTPException(status_code=429, detail=TOO_MANY)
         joining.setdefault(who, []).append(fn)
         try:
@@ -164,8 +185,16 @@ def throttle_visitors(demo: gr.Blocks, throttle: Throttle) -> None:
     queue.push = guarded
 
 
-def _is_heavy(fn) -> bool:
-    return fn is not None and not all(event in LIGHT_TRIGGERS for _, event in fn.targets)
+def _is_heavy(fn, fns: dict) -> bool:
+    if fn is None:
+        return False
+    events = {event for _, event in fn.targets}
+    if events <= LIGHT_TRIGGERS:
+        return False
+    if events <= CHAINED and fn.concurrency_id != "inference":
+        parent = fns.get(fn.trigger_after)
+        return parent is None or _is_heavy(parent, fns)
+    return True
 
 
 def _busy(queue, session: str) -> list:

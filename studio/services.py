@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -19,11 +20,13 @@ from gancore.errors import BadInput
 from gancore.imaging import tile  # noqa: F401  (numpy only; tabs import it from here)
 from studio.library import ROOT, CheckpointLibrary, PathError  # noqa: F401
 from studio.training_job import BusyError, TrainingJob  # noqa: F401
-from studio.visitors import Lease, Visitors
+from studio.visitors import Lease, NoVisitor, Visitors
 
 # Example photos ship with the engine (export calibrates on them too); found without importing gancore.
 EXAMPLES_DIR = Path(importlib.util.find_spec("gancore").origin).parent / "assets" / "examples"
 INFERENCE_THREADS_WHILE_TRAINING = 1
+# An absolute path in a message (a file, an upload, another folder): group 1 is its file name.
+SERVER_PATH = re.compile(r"(?<![\w.~/:-])/(?:[^\s/'\"`:,;()]+/)+([^\s/'\"`:,;()]+)")
 
 
 class Services:
@@ -46,13 +49,26 @@ class Services:
         """The runs folder of the visitor being served (the whole folder for the local user)."""
         return self.visitors.home(self.owner())
 
+    def claim_browser(self, key) -> str:
+        """A page tells which browser it belongs to (the key in its localStorage): from now on its session acts
+        as that browser, whose runs it sees. Returns the key the browser keeps (a new one for a browser without
+        one, or with anything else than a key)."""
+        return self.visitors.browsers.claim(self.session(), key)
+
     def claim_camera(self) -> bool:
         """Whether this visitor's webcam frame may be translated now (always, for the local user)."""
         return not self.visitors.shared or self.camera.claim(self.session() or "")
 
     def shown(self, text: str) -> str:
-        """Text for the page: on a shared studio, paths in it relative to the visitor's own folder."""
-        return text.replace(str(self.runs_dir) + os.sep, "") if self.visitors.shared else text
+        """Text for the page: on a shared studio, paths in the visitor's own folder relative to it and any other
+        path of the server's by its file name (a shipped model, an upload), never the server's layout."""
+        if not self.visitors.shared:
+            return text
+        try:
+            text = text.replace(str(self.runs_dir) + os.sep, "")
+        except NoVisitor:
+            pass
+        return SERVER_PATH.sub(r"\1", text)
 
     def runs_label(self) -> str:
         return self.visitors.display()

@@ -25,7 +25,8 @@ def current_session() -> str | None:
 
     Gradio sets it for every event before the handler runs (the same value a handler's `gr.Request` holds), so
     `Services` checks ownership in one place and no handler can forget to pass it on; a browser tab and an API
-    client each have their own.
+    client each have their own. On a shared studio a page's session then acts as its browser
+    (`studio.visitors.Browsers`), so a reloaded page keeps its runs.
     """
     from gradio.context import LocalContext
     request = LocalContext.request.get(None)
@@ -48,8 +49,16 @@ def friendly(fn):
             raise
         except Exception as e:
             d = describe(e, where=fn.__name__)
-            raise gr.Error(d.message, title=d.title) from None
+            raise gr.Error(for_page(d.message), title=d.title) from None
     return wrapper
+
+
+def for_page(message: str) -> str:
+    """A message as the page shows it: on a shared studio no server path, only ones relative to the visitor's
+    own folder (`Services.shown` of the app serving this request)."""
+    from gradio.context import LocalContext
+    services = getattr(LocalContext.blocks.get(None), "services", None)
+    return services.shown(message) if services is not None else message
 
 
 def photo_input(**kwargs) -> gr.Image:

@@ -1,9 +1,11 @@
 """Who owns what when strangers share one studio (a public Hugging Face Space, where `SPACE_ID` is set).
 
-Each visitor's runs, samples and exports live in a folder of their own, `runs/<owner>/`, named after their
-session (a random id the browser or API client holds; the folder name is a hash of it, so a folder name seen
-in a message gives no access). Every path a visitor names is resolved and must lie in that folder (or in the
-shipped weights, which all may read). Quotas bound what one visitor keeps, and old runs expire.
+Each visitor's runs, samples and exports live in a folder of their own, `runs/<owner>/`, named after who they
+are: a browser's key (`Browsers`: an unguessable key kept in the browser's localStorage, so a reloaded page is
+the same visitor), or for an API client its session (a random id it holds). The folder name is a hash of it, so
+a folder name seen in a message gives no access. Every path a visitor names is resolved and must lie in that
+folder (or in the shipped weights, which all may read). Quotas bound what one visitor keeps, and old runs
+expire.
 
 The webcam's live slot is held on a short lease (`Lease`): one visitor's frames at a time, the others told the
 camera is in use.
@@ -15,9 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import secrets
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from gancore.errors import BadInput
@@ -40,21 +45,72 @@ def _env_number(name: str, default: float) -> float:
         return default
 
 
+KEY = re.compile(r"[A-Za-z0-9_-]{32}")         # what new_key() makes: 24 random bytes, URL-safe base64
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def valid_key(value) -> bool:
+    return isinstance(value, str) and KEY.fullmatch(value) is not None
+
+
+class Browsers:
+    """Which browser each open page belongs to, so a reloaded page (a new session) is still the same visitor.
+
+    A browser keeps a key of its own in localStorage and presents it when a page loads (`claim`); from then on
+    that page's session acts as the key. The key is the credential: whoever holds it owns the browser's runs, so
+    anything that is not a key as `new_key` makes them is replaced by a new one. The `most` sessions used last
+    are remembered; an older page acts as a new visitor until it is reloaded.
+    """
+
+    def __init__(self, most: int = 10_000):
+        self.most = most
+        self._keys: OrderedDict[str, str] = OrderedDict()      # session -> browser key, least recently used first
+        self._lock = threading.Lock()
+
+    def claim(self, session: str | None, key) -> str:
+        """The key the page's browser keeps from now on (`key` when valid, else a new one), which `session` acts
+        as. A session keeps the key it claimed first: a page's session never changes browser, so a second claim
+        for it comes from someone else and is not granted."""
+        key = key if valid_key(key) else new_key()
+        if session:
+            with self._lock:
+                self._keys.setdefault(session, key)
+                self._keys.move_to_end(session)
+                while len(self._keys) > self.most:
+                    self._keys.popitem(last=False)
+        return key
+
+    def identity(self, session: str | None) -> str | None:
+        """Who a session acts as: its browser's key once claimed, else the session itself (an API client)."""
+        if not session:
+            return session
+        with self._lock:
+            key = self._keys.get(session)
+            if key is not None:
+                self._keys.move_to_end(session)
+        return key or session
+
+
 class Visitors:
     def __init__(self, runs_dir: Path, shared: bool | None = None):
         self.runs_dir = Path(runs_dir)
         self.shared = bool(os.environ.get("SPACE_ID")) if shared is None else shared
+        self.browsers = Browsers()
         self.max_runs = int(_env_number("GANSTUDIO_MAX_RUNS", 3))
         self.max_bytes = int(_env_number("GANSTUDIO_MAX_MB", 200) * 1e6)
         self.keep_s = _env_number("GANSTUDIO_KEEP_HOURS", 24) * 3600
 
     def owner(self, session: str | None) -> str:
-        """"" for the single local user; on a shared studio the folder name of this session's owner."""
+        """"" for the single local user; on a shared studio the folder name of this session's owner (its
+        browser's, once the page has said which it is)."""
         if not self.shared:
             return ""
         if not session:
             raise NoVisitor("this shared studio needs a browser session; reload the page")
-        return hashlib.sha256(session.encode()).hexdigest()[:20]
+        return hashlib.sha256(self.browsers.identity(session).encode()).hexdigest()[:20]
 
     def home(self, owner: str) -> Path:
         """The folder a visitor's runs and exports go to (the whole runs folder for the local user)."""
@@ -62,7 +118,7 @@ class Visitors:
 
     def display(self) -> str:
         """How a visitor's folder is named on the page: never the server's path on a shared studio."""
-        return "your own runs folder (only you can see it)" if self.shared else f"`{self.runs_dir}`"
+        return "your own runs folder (only this browser can see it)" if self.shared else f"`{self.runs_dir}`"
 
     # ---- quotas and expiry (shared studios only) ----------------------------------------------------------
     def check_quota(self, owner: str) -> None:

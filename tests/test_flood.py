@@ -44,6 +44,7 @@ def _studio(base, shared: bool):
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     demo, studio = _studio(tmp_path_factory.mktemp("flood"), shared=True)
+    studio.fns = demo.fns
     yield studio
     demo.close()
 
@@ -108,6 +109,18 @@ def test_a_request_without_a_session_is_refused(space):
     with httpx.Client(timeout=30) as http:
         called = http.post(space.url + "call/explore_image", json={"data": space.args})
     assert called.status_code == 400 and "browser session" in called.json()["detail"]
+
+
+def test_a_page_load_is_held_to_the_loose_limit_and_its_first_image_is_not(space):
+    """A page's listings wait for it to say which browser it is (chained after that load event) and stay light;
+    Explore's first image, chained after its listing, is inference."""
+    from studio.app import _is_heavy
+    fns = {f.api_name: f for f in space.fns.values()}
+    for name in ("claim_browser", "train_state_on_load", "train_unfinished", "explore_models_on_load", "models_on_load"):
+        assert not _is_heavy(fns[name], space.fns), name
+    assert fns["train_unfinished"].trigger_after == fns["claim_browser"]._id
+    for name in ("explore_first_image", "explore_image", "train_start"):
+        assert _is_heavy(fns[name], space.fns), name
 
 
 def test_a_local_studio_limits_nobody(tmp_path):

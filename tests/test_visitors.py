@@ -1,5 +1,6 @@
 """Strangers sharing one studio (a public Space, `SPACE_ID` set): each visitor sees and touches only their own
-runs; locally the single user owns everything. Two gradio_client clients are two visitors (no shared cookies).
+runs; locally the single user owns everything. Two gradio_client clients are two visitors (no shared cookies);
+a browser is one visitor across reloads (its key in localStorage), another browser another one.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def space(tmp_path_factory):
         del os.environ["SPACE_ID"]
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, theme=THEME, css=CSS)
-    yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", services=services, weights=weights, runs=runs)
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", services=services, weights=weights, runs=runs, demo=demo)
     services.shutdown(60)
     demo.close()
 
@@ -56,6 +57,15 @@ def _wait_for_steps(client, timeout=90):
     while _step(client) == 0 and time.time() < deadline:
         time.sleep(0.3)
     assert _step(client) > 0, "the run did not start"
+
+
+def _served_all(demo, timeout=60) -> None:
+    """Until nothing waits in or runs through the queue: the events a page load sets off are over. (A click while
+    they run may find this page's 4 places for heavy events taken by the model lists' change events.)"""
+    queue, deadline = demo._queue, time.time() + timeout
+    while time.time() < deadline and (any(q.queue for q in queue.event_queue_per_concurrency_id.values())
+                                      or any(queue.active_jobs)):
+        time.sleep(0.1)
 
 
 def _choices(dropdown) -> list[str]:
@@ -125,6 +135,53 @@ def test_a_visitor_over_quota_is_told_what_to_do(space):
     assert "most this shared studio allows" in msg and not space.services.is_training()
 
 
+@pytest.mark.browser
+def test_a_reloaded_page_keeps_its_run_and_another_browser_does_not_see_it(space):
+    """A's page starts a run, reloads and still sees and stops it, and after another reload can resume it; B (a
+    second browser) and an API client see an idle trainer and none of A's runs. No server path on A's page."""
+    import browser  # skips this test without Chromium or Playwright
+    space.services.wait(60)
+    with browser.sync_api.sync_playwright() as p:
+        chromium = browser.launch(p)
+        a, b = (chromium.new_context(viewport={"width": 1280, "height": 900}).new_page() for _ in range(2))
+        for page in (a, b):
+            page.set_default_timeout(60_000)
+        a.goto(space.url)
+        _served_all(space.demo)
+        a.locator("#train-budget input").fill("100000")
+        a.get_by_text("More settings").click()
+        a.get_by_label("Run name").fill("page-run")
+        a.locator("#train-start").click()
+        a.locator('#train-progress [data-status="running"]').wait_for()
+        assert a.evaluate("localStorage.getItem('gan-studio-owner')"), "the browser keeps its key (encrypted)"
+        a.reload()
+        a.locator('#train-progress [data-status="running"]').wait_for()
+        assert a.locator("#train-start").is_disabled() and a.locator("#train-stop").is_enabled()
+
+        b.goto(space.url)
+        b.locator("#train-note").get_by_text("busy with another visitor's run").wait_for()
+        assert b.locator('#train-progress [data-status="idle"]').count() == 1 and b.locator("#train-stop").is_disabled()
+        client = Client(space.url, verbose=False)
+        assert 'data-status="idle"' in client.predict(api_name="/train_poll")[0]
+
+        a.locator("#train-stop").click()
+        a.locator("#train-note").get_by_text("Stopping").wait_for()
+        space.services.wait(60)
+        [run] = space.runs.glob("*/page-run")                  # one folder: the reload did not make a new owner
+        a.reload()
+        a.locator("#train-unfinished input").wait_for()
+        assert a.locator("#train-unfinished input").input_value().startswith("page-run (step ")
+        assert str(space.runs) not in a.locator("body").inner_text()
+        b.reload()
+        b.locator('button[role=tab][data-tab-id="models"]').click()
+        browser.sync_api.expect(b.locator("#models-table")).to_contain_text("mlp_mnist (shipped)")
+        assert "page-run" not in b.locator("#models-table").text_content() and not b.locator("#train-unfinished").is_visible()
+        chromium.close()
+    path = str(run / "last.safetensors")
+    assert path not in _choices(client.predict(None, api_name="/train_unfinished"))
+    assert "not in the studio" in app_error(lambda: client.predict(path, api_name="/models_header"))
+
+
 def test_old_runs_expire_on_a_shared_studio_only(tmp_path):
     from studio.visitors import Visitors
     old, new = tmp_path / "owner1" / "old-run", tmp_path / "owner2" / "new-run"
@@ -191,3 +248,40 @@ def test_the_services_hand_the_camera_to_one_session_only_when_shared(tmp_path):
         assert services.claim_camera()
         services.session = lambda: "session-b"
         assert services.claim_camera() is b_gets_it
+
+
+def test_a_browser_key_must_look_like_one_and_the_pages_remembered_are_bounded(tmp_path):
+    from studio.visitors import Browsers, Visitors, new_key, valid_key
+    key = new_key()
+    assert valid_key(key) and len(key) == 32
+    for bad in (None, "", "short", key + "x", key[:-1] + "/", "../" * 10 + "ab", key[:-1] + " ", 42, [key], {"k": key}):
+        assert not valid_key(bad), bad
+    pages = Browsers(most=3)
+    assert pages.claim("page-1", key) == key and pages.identity("page-1") == key
+    made = pages.claim("page-2", "../" * 10 + "ab")             # not a key: this browser gets a new one
+    assert valid_key(made) and made != key and pages.identity("page-2") == made
+    assert pages.claim("page-1", made) == made and pages.identity("page-1") == key, "a page keeps its browser"
+    assert pages.identity("api-client") == "api-client" and pages.identity(None) is None
+    for page in ("page-3", "page-4"):
+        pages.claim(page, new_key())
+    assert pages.identity("page-2") == "page-2", "the page used longest ago is forgotten"
+    assert pages.identity("page-1") == key
+
+    visitors = Visitors(tmp_path, shared=True)
+    for page in ("first page", "reloaded page"):
+        visitors.browsers.claim(page, key)
+    assert visitors.owner("first page") == visitors.owner("reloaded page") != visitors.owner("another browser's page")
+    assert Visitors(tmp_path, shared=False).owner("reloaded page") == ""
+
+
+def test_messages_on_a_shared_studio_show_no_server_path(tmp_path):
+    from studio.services import Services
+    text = ("{home}/a-run/last.safetensors: cannot write; {base}/weights/mlp_mnist.safetensors and "
+            "'/tmp/gradio/0a1b/photo.jpg' (KID 29.7/4.05, https://example.org/x/y)")
+    for shared in (True, False):
+        services = Services(weights_dir=tmp_path / "weights", runs_dir=tmp_path / "runs", shared=shared)
+        services.session = lambda: "a page"
+        mine = text.format(home=services.runs_dir, base=tmp_path)
+        expected = ("a-run/last.safetensors: cannot write; mlp_mnist.safetensors and 'photo.jpg' "
+                    "(KID 29.7/4.05, https://example.org/x/y)") if shared else mine
+        assert services.shown(mine) == expected

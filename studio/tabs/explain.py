@@ -164,7 +164,6 @@ def save_download(result: dict, folder: str | None = None) -> str:
 def build(services):
     """The tab's content; the app wraps it in its own gr.Tab."""
     import gradio as gr
-    from gradio.context import Context
 
     from studio.ui import choices_update, friendly
 
@@ -251,7 +250,4 @@ def build(services):
               [out, caption, download, gallery], api_name="explain")
     compare_btn.click(on_compare, [ckpt, image, compare_methods, opacity, direction], compare_gallery,
                       api_name="explain_compare")
-    root = Context.root_block
-    if root is not None:
-        root.load(refresh, ckpt, ckpt, api_name="explain_models_on_load", api_visibility="undocumented")
-    return {"refresh": (refresh, ckpt)}
+    return {"refresh": (refresh, ckpt)}          # the app fills the model list when the page loads

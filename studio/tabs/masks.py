@@ -77,7 +77,6 @@ def summary(result: dict) -> str:
 def build(services):
     """The tab's content; the app wraps it in its own gr.Tab."""
     import gradio as gr
-    from gradio.context import Context
 
     from studio.ui import choices_update, friendly
 
@@ -130,9 +129,5 @@ def build(services):
     example_btn.click(on_example, example_index, editor, api_name="masks_example")
     run.click(on_run, [ckpt, editor, kind, ratio, patch, seed, opacity],
               [out_mask, out_masked, out_rec, out_err, out_text], api_name="masks_reconstruct")
-    root = Context.root_block
-    if root is not None:   # fill the model list and the first example when the page loads
-        root.load(refresh, ckpt, ckpt, api_name="masks_models_on_load", api_visibility="undocumented")
-        root.load(on_example, example_index, editor, api_name="masks_example_on_load",
-                  api_visibility="undocumented")
-    return {"refresh": (refresh, ckpt)}
+    # The app fills the model list and the first example when the page loads.
+    return {"refresh": (refresh, ckpt), "example": (on_example, example_index, editor)}

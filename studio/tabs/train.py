@@ -100,7 +100,7 @@ def build(services):
 
     def poll():
         st = services.training_state()
-        message = st["message"] or ""
+        message = services.shown(st["message"] or "")
         if st["status"] == "finished":
             message = f"**Done.** {message}"
         elif st["status"] == "failed":
