@@ -147,10 +147,11 @@ def quiet_when_idle(demo: gr.Blocks) -> None:
 
 TOO_MANY = "Too many requests at once from this page; wait a moment, then try again."
 NO_SESSION = "This shared studio needs a browser session (an API client's session_hash); reload the page."
-# Page loads, timers and tab openings: small listings and polls, held only to the loose limit. So are the events
-# chained after one (a page's listings wait for it to say which browser it is), unless they run in the inference
-# pool (Explore's first image).
-LIGHT_TRIGGERS = frozenset({"load", "tick", "select"})
+# Events that compute (a picture, a translation, a frame, a clip) run in these pools and count as heavy, whatever
+# set them off. Page loads, timers, tab openings and changed choices outside them are small listings, polls and
+# lookups, held only to the loose limit (a page load sets off a dozen); so are the events chained after one.
+HEAVY_POOLS = frozenset({"inference", "live", "video"})
+LIGHT_TRIGGERS = frozenset({"load", "tick", "select", "change"})
 CHAINED = frozenset({"then", "success"})
 
 
@@ -188,10 +189,12 @@ def throttle_visitors(demo: gr.Blocks, throttle: Throttle) -> None:
 def _is_heavy(fn, fns: dict) -> bool:
     if fn is None:
         return False
+    if fn.concurrency_id in HEAVY_POOLS:
+        return True
     events = {event for _, event in fn.targets}
     if events <= LIGHT_TRIGGERS:
         return False
-    if events <= CHAINED and fn.concurrency_id != "inference":
+    if events <= CHAINED:
         parent = fns.get(fn.trigger_after)
         return parent is None or _is_heavy(parent, fns)
     return True
