@@ -60,8 +60,10 @@ def build_app(services: Services | None = None) -> gr.Blocks:
     services.start_warm_up()
 
     # ---- layout ------------------------------------------------------------------------------------
-    # Generated files (images, GIFs, uploads) older than a day are removed once a day.
-    with gr.Blocks(title=TITLE, delete_cache=(86400, 86400)) as demo:
+    # Generated files (images, GIFs) and uploads older than a day are removed once a day; on a shared studio,
+    # every 10 minutes those older than an hour (a started run has unpacked its zip into its own folder).
+    cache_expiry = (600, 3600) if services.visitors.shared else (86400, 86400)
+    with gr.Blocks(title=TITLE, delete_cache=cache_expiry) as demo:
         gr.Markdown(f"# {TITLE}\nTrain small GANs, explore what they learned, and turn horses into zebras. "
                     "Everything runs on this machine's CPU.", elem_id="gs-header")
         with gr.Tabs():
@@ -220,6 +222,31 @@ def _quiet(fn):
 
 
 MAX_UPLOAD = os.environ.get("GANSTUDIO_MAX_UPLOAD", "300mb")   # a zip of training photos; Gradio refuses more
+FORM_BYTES = 1024 * 1024           # what a request may carry beside its one largest file
+UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+
+
+def upload_bytes(size: str | int) -> int:
+    """"300mb" -> bytes (Gradio's units: powers of 1024)."""
+    if isinstance(size, int):
+        return size
+    text = size.replace(" ", "").lower()
+    digits = len(text) - len(text.lstrip("0123456789"))
+    if not digits or text[digits:] not in UNITS:
+        raise ValueError(f"an upload limit looks like 300mb or 2gb, got {size!r}")
+    return int(text[:digits]) * UNITS[text[digits:]]
+
+
+def request_limit(max_file_size: str | int):
+    """Gradio caps each uploaded file; one request may carry many. This caps the request: a body larger than
+    one file and its form gets 413 before it is parsed (judged by Content-Length, and by counting when a
+    client sends none), so eight 50 MB files in one request cannot pass a 300 MB cap."""
+    from starlette.middleware import Middleware
+
+    from gancore.deploy.serve import BodyLimit
+    cap = upload_bytes(max_file_size)
+    return Middleware(BodyLimit, max_bytes=cap + FORM_BYTES,
+                      message=f"an upload may be at most {cap / 2**20:.0f} MB, all its files together")
 
 
 def save_on_exit(services: Services) -> None:
@@ -241,6 +268,8 @@ def launch(host: str = "127.0.0.1", port: int = 7860, services: Services | None 
         os.environ["GRADIO_TEMP_DIR"] = cache
         atexit.register(shutil.rmtree, cache, True)
     kwargs.setdefault("max_file_size", os.environ.get("GANSTUDIO_MAX_UPLOAD", MAX_UPLOAD))
+    app_kwargs = kwargs.setdefault("app_kwargs", {})
+    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), request_limit(kwargs["max_file_size"])]
     demo = build_app(services)
     if threading.current_thread() is threading.main_thread():
         save_on_exit(demo.services)

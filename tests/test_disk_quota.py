@@ -94,3 +94,28 @@ def test_a_bomb_over_what_is_left_of_the_quota_is_refused_before_it_fills_the_di
     assert "bomb.zip" in message and "100 MB left" in message and "delete a run" in message, message
     assert "\n" not in message and str(tmp_path) not in message
     assert folder_bytes(space.runs_dir) == 0 and not space.is_training()
+
+
+def test_one_upload_request_is_capped_as_a_whole_not_per_file():
+    """Gradio caps each file; a request carrying many files is capped by the studio as a whole (413 before it
+    is parsed), and a single file under the cap still goes through."""
+    import gradio as gr
+    import httpx
+    from conftest import _free_port
+
+    from studio.app import request_limit
+    with gr.Blocks() as demo:
+        gr.File()
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, max_file_size="2mb",
+                app_kwargs={"middleware": [request_limit("2mb")]})
+    try:
+        upload = f"http://127.0.0.1:{port}/gradio_api/upload"
+        part = b"\0" * (1536 * 1024)                                   # 1.5 MB: under the per-file cap
+        with httpx.Client(timeout=60) as http:
+            many = http.post(upload, files=[("files", (f"p{i}.zip", part)) for i in range(4)])
+            assert many.status_code == 413 and "at most 2 MB, all its files together" in many.json()["detail"], many.text
+            one = http.post(upload, files=[("files", ("p.zip", part))])
+            assert one.status_code == 200, one.text
+    finally:
+        demo.close()

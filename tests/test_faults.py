@@ -550,7 +550,9 @@ def test_two_studios_have_their_own_cache_and_an_upload_cap(tmp_path):
         with httpx.Client(timeout=60) as http:
             a, b = (f"http://127.0.0.1:{p}" for p in ports)
             r = http.post(f"{a}/gradio_api/upload", files=[("files", ("big.zip", b"\0" * (2 * 1024 * 1024)))])
-            assert r.status_code == 413 and "maximum allowed size" in r.text, (r.status_code, r.text)
+            assert r.status_code == 413 and "at most 1 MB" in r.text, (r.status_code, r.text)
+            r = http.post(f"{a}/gradio_api/upload", files=[("files", (f"{i}.zip", b"\0" * 800_000)) for i in range(3)])
+            assert r.status_code == 413, "the request as a whole is capped, not only each file"
             r = http.post(f"{a}/gradio_api/upload", files=[("files", ("small.png", b"\0" * 1000))])
             assert r.status_code == 200, r.text
             uploaded = r.json()[0]

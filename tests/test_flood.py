@@ -44,7 +44,7 @@ def _studio(base, shared: bool):
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     demo, studio = _studio(tmp_path_factory.mktemp("flood"), shared=True)
-    studio.fns = demo.fns
+    studio.fns, studio.delete_cache = demo.fns, demo.delete_cache
     yield studio
     demo.close()
 
@@ -136,6 +136,13 @@ def test_a_page_load_is_held_to_the_loose_limit_and_its_first_image_is_not(space
     assert fns["train_unfinished"].trigger_after == fns["claim_browser"]._id
     for name in ("explore_first_image", "explore_image", "train_start", "translate_on_change", "translate_live"):
         assert _is_heavy(fns[name], space.fns), name
+
+
+def test_uploads_and_generated_files_expire_within_an_hour_on_a_shared_studio_only(space, tmp_path):
+    assert space.delete_cache == (600, 3600)       # every 10 minutes, what is older than an hour
+    demo, _ = _studio(tmp_path, shared=False)
+    demo.close()
+    assert demo.delete_cache == (86400, 86400)
 
 
 def test_a_local_studio_limits_nobody(tmp_path):

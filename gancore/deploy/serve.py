@@ -172,12 +172,13 @@ class _Gate:
                            "ask for fewer images or send a smaller photo") from None
 
 
-class _BodyLimit:
+class BodyLimit:
     """ASGI middleware: a body over `max_bytes` gets 413, judged from Content-Length before anything is read
-    and by counting while it streams (a client may send no length, or lie)."""
+    and by counting while it streams (a client may send no length, or lie). `message`: what the 413 says."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, message: str | None = None):
         self.app, self.max_bytes = app, max_bytes
+        self.message = message or f"the request body is larger than {max_bytes / 2**20:.0f} MB"
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -210,8 +211,7 @@ class _BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send):
-        body = json.dumps({"detail": f"the request body is larger than {self.max_bytes / 2**20:.0f} MB",
-                           "title": TooLarge.title}).encode()
+        body = json.dumps({"detail": self.message, "title": TooLarge.title}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
                                 (b"content-length", str(len(body)).encode())]})
@@ -253,7 +253,7 @@ def create_app(model_path: str | os.PathLike, limits: ServiceLimits | None = Non
     app.state.backend, app.state.gate = backend, gate
 
     app.add_middleware(_ServerTime)
-    app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)   # outermost: before any parsing
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)   # outermost: before any parsing
     _error_handlers(app)
 
     @app.get("/healthz")
