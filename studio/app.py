@@ -43,6 +43,7 @@ CSS = """
 #train-losses *, #train-quality * { overflow: visible !important; }
 .gs-verdict { padding: 8px 12px; border-radius: 8px; font-size: 0.95em; }
 .gs-verdict-ok { background: #ecfdf5; color: #065f46; border: 1px solid #a7f3d0; }
+.gs-verdict-wait { background: #f1f5f9; color: #334155; border: 1px solid #cbd5e1; }
 .gs-verdict-warn { background: #fffbeb; color: #92400e; border: 1px solid #fcd34d; font-weight: 600; }
 #gs-header h1 { margin-bottom: 0; }
 @media (max-width: 640px) {

@@ -54,7 +54,7 @@ class TrainingState:
     grid: object = None                              # uint8 HWC or None
     quality: list = field(default_factory=list)     # [{"step", "kid", "diversity", "seconds"}]
     verdict: str = ""                                # the quality history in words
-    collapsed: bool = False                          # the verdict is a collapse warning
+    verdict_kind: str = "wait"                        # "warn" (collapse), "wait" (no result yet) or "ok"
     path: str = ""
     message: str = ""
     started_at: float = 0.0
@@ -312,10 +312,10 @@ class TrainingJob:
             s.status, s.message, s.path = "failed", ev.message, ev.path
 
     def _judge(self) -> None:
-        from gancore.analysis.quality import collapsed, verdict
+        from gancore.analysis.quality import verdict, verdict_kind
         s = self._state
         s.verdict = verdict(s.quality) if s.quality else ""
-        s.collapsed = collapsed(s.quality)
+        s.verdict_kind = verdict_kind(s.quality)
 
 
 def _pictures_gone(train_state: dict) -> bool:

@@ -169,6 +169,9 @@ def test_verdict_says_in_words_whether_it_still_improves():
     assert "look alike at the moment" in quality.verdict([pt(250, 9, 0.9), pt(500, 8, 0.3)])
     said = quality.verdict([pt(300, 9, 0.9), pt(400, 8, 0.3), pt(500, 9, 0.2)])
     assert "Collapse" in said and "step 300" in said
+    assert quality.verdict_kind([pt(300, 9, 0.9), pt(400, 8, 0.3), pt(500, 9, 0.2)]) == "warn"
+    assert quality.verdict_kind([pt(250, 9, 0.9), pt(500, 8, 0.3)]) == "wait"
+    assert quality.verdict_kind([pt(100, 9), pt(200, 7)]) == "ok"
     # A collapsed point never becomes "the best", however low its KID.
     assert quality.best_of([pt(300, 9, 0.9), pt(400, 1, 0.2)])["step"] == 300
 

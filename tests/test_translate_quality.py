@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gancore.analysis.quality import TranslationMeter, copying, translation_verdict
+from gancore.analysis.quality import TranslationMeter, copying, translation_verdict, verdict_kind
 from gancore.cli import format_event
 from gancore.data import UnpairedDataset
 from gancore.features import PictureFeatures
@@ -44,13 +44,17 @@ def test_a_generator_that_returns_its_input_is_reported_as_copying(h2z):
     copy = {"step": 1000, **meter.measure(_model(), _Group(nn.Identity()))}
     assert copy["identity"] == 0 and copy["kid"] == copy["photo_kid"]
     assert copying(copy)
-    assert "Copying its input" in translation_verdict([copy])
+    assert "Copying its input" in translation_verdict([copy]) and verdict_kind([copy]) == "warn"
     early = {**copy, "step": 10}
-    assert "Warming up" in translation_verdict([early])
+    assert "Warming up" in translation_verdict([early]) and verdict_kind([early]) == "wait"
 
     changed = {"step": 1000, **meter.measure(_model(), _Group(_Shift()))}
     assert changed["identity"] > 0.1 and not copying(changed)
     assert "Copying" not in translation_verdict([copy, changed])
+    nowhere = {**changed, "kid": changed["photo_kid"]}           # changed, but no nearer the zebras
+    assert "Not translating yet" in translation_verdict([nowhere]) and verdict_kind([nowhere]) == "wait"
+    nearer = {**changed, "kid": 0.5 * changed["photo_kid"]}
+    assert "Translating" in translation_verdict([nearer]) and verdict_kind([nearer]) == "ok"
 
 
 def test_a_translation_run_shows_its_curve_and_keeps_the_best(tmp_path, h2z):

@@ -175,6 +175,19 @@ def collapsed(history: list[dict]) -> bool:
     return len(recent) == 2 and all(p["step"] >= WARM_UP and p["diversity"] < COLLAPSE_DIVERSITY for p in recent)
 
 
+def verdict_kind(history: list[dict]) -> str:
+    """How the verdict reads at a glance: "warn" (collapsed, or copying its input), "wait" (no result yet: the
+    samples look alike for now, or the translations are no nearer the target than the photos) or "ok"."""
+    if collapsed(history):
+        return "warn"
+    if not history:
+        return "wait"
+    last = history[-1]
+    if "identity" in last:
+        return "wait" if copying(last) or no_nearer(last) else "ok"
+    return "wait" if last["diversity"] < COLLAPSE_DIVERSITY else "ok"
+
+
 def verdict(history: list[dict]) -> str:
     """One or two sentences a designer can act on. Checks whose samples look alike (diversity < 0.4) are not
     compared: a fresh generator draws one picture for every latent, and its KID means little."""

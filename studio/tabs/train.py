@@ -79,11 +79,11 @@ def quality_plot(st: dict):
 
 
 def verdict_html(st: dict) -> str:
-    """The quality history in words; a collapse is shown as a warning."""
+    """The quality history in words: a collapse as a warning, "no result yet" neutrally, progress in green."""
     text = st.get("verdict") or ""
     if not text:
         return ""
-    kind = "warn" if st.get("collapsed") else "ok"
+    kind = st.get("verdict_kind", "ok")
     return f'<div class="gs-verdict gs-verdict-{kind}" data-kind="{kind}">{html.escape(text)}</div>'
 
 
