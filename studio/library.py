@@ -38,6 +38,8 @@ def _fmt(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+SHIPPED = "@shipped"              # how a visitor's page names the weights folder
+
 class CheckpointLibrary:
     def __init__(self, weights_dir: str | os.PathLike | None = None, runs_dir: str | os.PathLike | None = None):
         self.weights_dir = Path(weights_dir or ROOT / "weights").resolve()
@@ -45,12 +47,35 @@ class CheckpointLibrary:
         self._header_cache: dict[tuple[str, int], dict] = {}
         self._directions: dict[tuple[str, int, int], object] = {}
         self._listings: dict[tuple, tuple[tuple, object]] = {}      # (runs folder, what) -> (stamp, result)
+        self.visitor = False             # a visitor's view: paths handed out are theirs, not the server's
 
     def scoped(self, runs_dir: Path) -> CheckpointLibrary:
-        """The same library seen by one visitor: their runs folder only (caches shared)."""
+        """The same library seen by one visitor of a shared studio: their runs folder only (caches shared), and
+        the paths it hands out (`public`) and takes back (`resolve`) relative to it, never the server's layout."""
         view = copy.copy(self)
-        view.runs_dir = Path(runs_dir).resolve()
+        view.runs_dir, view.visitor = Path(runs_dir).resolve(), True
         return view
+
+    def public(self, path: str | os.PathLike) -> str:
+        """How a checkpoint is named to the page: its full path locally; for a visitor its path in their runs
+        folder, or `@shipped/<file>` for a shipped model (a run's name cannot start with "@")."""
+        p = Path(path)
+        if not self.visitor:
+            return str(p)
+        if self.weights_dir in p.parents:
+            return f"{SHIPPED}/{p.name}"
+        try:
+            return str(p.relative_to(self.runs_dir))
+        except ValueError:
+            return p.name
+
+    def absolute(self, path: str | os.PathLike) -> Path:
+        """A path as the page names it, made absolute (a visitor's relative form back in their folder)."""
+        p = Path(path)
+        if self.visitor and not p.is_absolute():
+            first, *rest = p.parts or ("",)
+            p = self.weights_dir.joinpath(*rest) if first == SHIPPED else self.runs_dir / p
+        return p.resolve()
 
     # ---- listings, kept while the folders stay as they are ----------------------------------------------
     def cached(self, what: tuple, compute):
@@ -117,7 +142,7 @@ class CheckpointLibrary:
         return str((checked or read_header(path)).get("model_type", ""))
 
     def label(self, path: Path) -> str:
-        path = Path(path)
+        path = self.absolute(path)
         if self.weights_dir in path.parents:
             return f"{path.stem} (shipped)"
         try:
@@ -130,7 +155,8 @@ class CheckpointLibrary:
         """(label, path) for every readable checkpoint, optionally only those of one task."""
         if task is not None and task not in TASKS:
             raise BadInput(f"task must be one of {TASKS}")
-        return self.cached(("list", task), lambda: self._list_checkpoints(task))
+        listed = self.cached(("list", task), lambda: self._list_checkpoints(task))
+        return [(label, self.public(p)) for label, p in listed]
 
     def _list_checkpoints(self, task: str | None) -> list[tuple[str, str]]:
         out, first = [], []
@@ -179,7 +205,7 @@ class CheckpointLibrary:
         """An existing checkpoint inside weights/ or the runs folder, or PathError."""
         if not path:
             raise PathError("choose a model first")
-        p = Path(path).resolve()
+        p = self.absolute(path)
         if not any(root in p.parents for root in self.roots()):
             raise PathError("that file is not in the studio's weights or runs folder")
         if not is_checkpoint(p):
@@ -222,7 +248,7 @@ class CheckpointLibrary:
             raise PathError(f"{dst.name} already exists in that folder")
         os.replace(p, dst)
         self._move_directions(p, dst)
-        return str(dst)
+        return self.public(dst)
 
     def delete(self, path: str) -> None:
         """Delete a checkpoint; its run's unpacked pictures go too, and the run's folder once it holds no model."""

@@ -133,11 +133,13 @@ class Services:
 
     def resume_training(self, path: str) -> str:
         owner = self.owner()
+        path = str(self._lib().absolute(path)) if path else path
         return self.job.resume(path, owner=owner, runs_dir=self.visitors.home(owner))
 
     def interrupted_runs(self) -> list[tuple[str, str]]:
-        runs_dir, running = self.runs_dir, str(self.job.run_dir() if self.job.is_running() else "")
-        return self._lib().cached(("interrupted", running), lambda: self.job.interrupted_runs(runs_dir))
+        runs_dir, running, lib = self.runs_dir, str(self.job.run_dir() if self.job.is_running() else ""), self._lib()
+        listed = lib.cached(("interrupted", running), lambda: self.job.interrupted_runs(runs_dir))
+        return [(label, lib.public(p)) for label, p in listed]
 
     def stop_training(self) -> bool:
         return self.job.stop(self.owner())

@@ -4,6 +4,7 @@ a browser is one visitor across reloads (its key in localStorage), another brows
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -88,38 +89,45 @@ def test_a_visitor_sees_and_changes_only_their_own_runs(space):
     space.services.wait(60)
 
     [path] = [str(p) for p in space.runs.glob("*/a-run/last.safetensors")]   # runs/<owner>/a-run/
-    assert path in _choices(a.predict(None, api_name="/train_unfinished"))
-    assert path not in _choices(b.predict(None, api_name="/train_unfinished"))
-    assert "not in your runs" in app_error(lambda: b.predict(path, api_name="/train_resume"))
+    mine = "a-run/last.safetensors"                    # how A's page names it: relative to A's own runs folder
+    assert mine in _choices(a.predict(None, api_name="/train_unfinished"))
+    assert mine not in _choices(b.predict(None, api_name="/train_unfinished"))
+    for theirs in (path, mine):                        # the server's path, or A's name for it in B's folder
+        assert "not in your runs" in app_error(lambda: b.predict(theirs, api_name="/train_resume"))
     assert not space.services.is_training()
 
     table, dropdown = a.predict(None, api_name="/models_list")
-    assert ("a-run/last", path) in [tuple(c) for c in dropdown["choices"]]          # a path relative to A's work
+    assert ("a-run/last", mine) in [tuple(c) for c in dropdown["choices"]]
+    assert ("mlp_mnist (shipped)", "@shipped/mlp_mnist.safetensors") in [tuple(c) for c in dropdown["choices"]]
+    assert str(space.runs) not in json.dumps(dropdown) and str(space.weights) not in json.dumps(dropdown)
     table, dropdown = b.predict(None, api_name="/models_list")
-    assert path not in _choices(dropdown) and not any("a-run" in row[0] for row in table["data"])
+    assert mine not in _choices(dropdown) and not any("a-run" in row[0] for row in table["data"])
     assert any(row[0] == "mlp_mnist (shipped)" for row in table["data"])        # shipped weights are for all
 
-    refused = [lambda: b.predict(path, api_name="/models_header"),
-               lambda: b.predict(path, 0, 4, 1.0, api_name="/explore_grid"),
-               lambda: b.predict(path, 0, 1.0, 0, 0, 0, 0, 0, 0, api_name="/explore_image"),
-               lambda: b.predict(path, "", "fp32", api_name="/export_model"),
-               lambda: b.predict(path, "mine now", api_name="/models_rename"),
-               lambda: b.predict(path, True, api_name="/models_delete")]
-    for call in refused:
-        assert "not in the studio" in app_error(call)
+    for theirs in (path, mine, "../" + Path(path).parent.parent.name + "/" + mine):
+        refused = [lambda: b.predict(theirs, api_name="/models_header"),
+                   lambda: b.predict(theirs, 0, 4, 1.0, api_name="/explore_grid"),
+                   lambda: b.predict(theirs, 0, 1.0, 0, 0, 0, 0, 0, 0, api_name="/explore_image"),
+                   lambda: b.predict(theirs, "", "fp32", api_name="/export_model"),
+                   lambda: b.predict(theirs, "mine now", api_name="/models_rename"),
+                   lambda: b.predict(theirs, True, api_name="/models_delete")]
+        for call in refused:
+            said = app_error(call)
+            assert "not in the studio" in said or "no such checkpoint" in said, said
     assert Path(path).is_file() and not list(space.runs.rglob("mine now*"))
 
-    # A may do all of it; B may read the shipped weights but not change them.
+    # A may do all of it, by the page's names or the full path; B may read the shipped weights but not change them.
+    assert a.predict(mine, api_name="/models_header")["model_type"] == "mlp"
     assert a.predict(path, api_name="/models_header")["model_type"] == "mlp"
-    _, onnx, command = a.predict(path, "", "fp32", api_name="/export_model")
+    _, onnx, command = a.predict(mine, "", "fp32", api_name="/export_model")
     assert Path(onnx).suffix == ".onnx" and str(space.runs) not in command and "exports/" in command
-    assert Path(a.predict(path, 0, 4, 1.0, api_name="/explore_grid")).is_file()
-    shipped = str(space.weights / "mlp_mnist.safetensors")
+    assert Path(a.predict(mine, 0, 4, 1.0, api_name="/explore_grid")).is_file()
+    shipped = "@shipped/mlp_mnist.safetensors"
     assert Path(b.predict(shipped, 0, 4, 1.0, api_name="/explore_grid")).is_file()
     assert "shipped" in app_error(lambda: b.predict(shipped, True, api_name="/models_delete"))
-    _, _, note = a.predict(path, "mine", api_name="/models_rename")
-    renamed = str(Path(path).with_name("mine.safetensors"))
-    assert "a-run/mine" in note and Path(renamed).is_file()
+    _, renamed, note = a.predict(mine, "mine", api_name="/models_rename")
+    assert "a-run/mine" in note and renamed["value"] == "a-run/mine.safetensors"
+    assert Path(path).with_name("mine.safetensors").is_file()
     for own in Path(path).parent.glob("*.safetensors"):       # mine, and best if the run kept one
         a.predict(str(own), True, api_name="/models_delete")
     assert not Path(path).parent.exists()                     # the run's folder goes with its last model
