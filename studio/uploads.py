@@ -9,7 +9,7 @@ from pathlib import Path
 from gancore.config import ConfigError
 from gancore.errors import DataError, TooLarge
 from gancore.files import MAX_ZIP_BYTES, safe_extract_zip
-from studio.visitors import QuotaError
+from studio.visitors import QuotaError, folder_bytes
 
 
 def unpack(data: str, upload: str, out_dir: Path, tag: str, room: int | None = None) -> str:
@@ -24,7 +24,7 @@ def unpack(data: str, upload: str, out_dir: Path, tag: str, room: int | None = N
         raise DataError("the uploaded file is gone; upload it again")
     target = out_dir / f".{tag}"
     target.mkdir(parents=True, exist_ok=True)
-    left = None if room is None else max(0, room - _bytes(out_dir))
+    left = None if room is None else max(0, room - folder_bytes(out_dir))
     try:
         safe_extract_zip(src, target, **({} if left is None or left >= MAX_ZIP_BYTES else {"max_bytes": left}))
     except DataError as e:
@@ -37,9 +37,6 @@ def unpack(data: str, upload: str, out_dir: Path, tag: str, room: int | None = N
         raise DataError(f"{src.name} is not a readable zip file of images") from None
     return str(target)
 
-
-def _bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def decode(cfg, model_cfg, out_dir: Path, upload: str, upload_b: str):

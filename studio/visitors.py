@@ -130,14 +130,14 @@ class Visitors:
         if len(runs) >= self.max_runs:
             raise QuotaError(f"you keep {len(runs)} runs, the most this shared studio allows; delete one in the "
                              "Models tab, then start again")
-        used = _bytes(home)
+        used = folder_bytes(home)
         if used >= self.max_bytes:
             raise QuotaError(f"your runs take {used / 1e6:.0f} MB of the {self.max_bytes / 1e6:.0f} MB this shared "
                              "studio allows each visitor; delete one in the Models tab, then start again")
 
     def room(self, owner: str) -> int | None:
         """Bytes a visitor may still add (what a new run's unpacked pictures may take); None locally."""
-        return max(0, self.max_bytes - _bytes(self.home(owner))) if self.shared else None
+        return max(0, self.max_bytes - folder_bytes(self.home(owner))) if self.shared else None
 
     def expire(self, keep: Path | None = None, now: float | None = None) -> list[Path]:
         """Remove runs nobody touched for `keep_s` (all visitors'); `keep` (the running run) stays. Returns them."""
@@ -162,7 +162,8 @@ def _files(folder: Path):
     return (p for p in folder.rglob("*") if p.is_file())
 
 
-def _bytes(folder: Path) -> int:
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under `folder` (0 for a folder that is not there)."""
     return sum(p.stat().st_size for p in _files(folder))
 
 
