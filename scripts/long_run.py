@@ -109,9 +109,11 @@ def main() -> None:
         print(f"training {args.way} to {args.total_minutes} CPU-minutes in all", flush=True)
         train(args, work)
     row = judge(work, args.way)
+    # best.safetensors stays on the machine that trained it: with none here, the best is one judged before
+    best = (f"best checkpoint (step {row['best_step']}): test FID {row['fid']}, KID x100 {row['kid_x100']}"
+            if "best_step" in row else "no better checkpoint than those judged at earlier pauses")
     with open(work / "log.md", "a") as fh:
-        fh.write(f"- {row['date']}: step {row['step']}, {row['cpu_hours']} CPU-hours; best checkpoint "
-                 f"(step {row.get('best_step')}): test FID {row.get('fid')}, KID x100 {row.get('kid_x100')}; "
+        fh.write(f"- {row['date']}: step {row['step']}, {row['cpu_hours']} CPU-hours; {best}; "
                  f"held-out curve: {row['curve']}\n")
     print(json.dumps(row), flush=True)
 
