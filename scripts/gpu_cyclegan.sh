@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The teacher run for a lent GPU (device tool): continue the shipped horse2zebra CycleGAN from
-# weights/horse2zebra.safetensors (CycleGAN with identity loss) and bring back fp16 weights and the log
-# under $OUT (each file <= 16 MiB).
+# A horse2zebra CycleGAN run for a machine with a GPU (the shipped translator is a FastCUT pair trained on the
+# CPU; this is the option for people who have a GPU, e.g. as a teacher to distil from): trains from scratch, or
+# from INIT_FROM=<a CycleGAN checkpoint>, and brings back fp16 weights and the log under $OUT (each file <= 16 MiB).
 #
 # Data path: the train split (.gpu_data/trainA|trainB, `python scripts/make_gpu_data.py`) is decoded once and
 # kept on the device as uint8 at the 286-px load size; random 128-px crops and flips are cut there each step
@@ -12,8 +12,7 @@
 #   DRY_RUN=1 bash scripts/gpu_cyclegan.sh                              # a few steps on the CPU (the suite runs it)
 #
 # Batch and learning rate: batch 16 of 128-px crops has the pixels of batch 4 at 256 px; lr 2e-4 * sqrt(16/4).
-# Neither was measured on a GPU yet (no GPU was lent when this was written): the log's img/s says which
-# batch to try next.
+# Neither is measured on a GPU yet: the log's img/s says which batch to try next.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
@@ -22,7 +21,7 @@ DATA_A=${DATA_A:-.gpu_data/trainA}; DATA_B=${DATA_B:-.gpu_data/trainB}
 RUN=${RUN:-/tmp/h2z_run}
 PY=${PY:-python3}
 DEVICE=auto; AMP=bf16; BOUND="--minutes $MINUTES"; EXTRA="--data-on-device true --channels-last true"
-INIT=""; [ -f weights/horse2zebra.safetensors ] && INIT="--init-from weights/horse2zebra.safetensors"
+INIT=""; [ -n "${INIT_FROM:-}" ] && INIT="--init-from $INIT_FROM"
 if [ "${DRY_RUN:-0}" = 1 ]; then          # CPU: fp32 (bf16 is emulated and slow there), 3 steps, a small net
   DEVICE=cpu; AMP=off; BOUND="--steps 3"; LOG=1; BATCH=2; INIT=""
   SET="$SET --set base_channels=8 --set res_blocks=2 --set d_base_channels=8"
