@@ -31,6 +31,7 @@ RANGES: dict[str, tuple[float, float]] = {
     # training config
     "batch_size": (1, 65_536), "lr_g": (0, 1), "lr_d": (0, 1), "lr": (0, 1), "beta1": (0, 1), "beta2": (0, 1),
     "steps": (0, 10**12), "epochs": (0, 1e9), "minutes": (0, 1e7), "lr_decay_start": (0, 1),
+    "full_size_from": (0, 1),
     "ema_decay": (0, 1), "seed": (0, BIG_INT), "num_workers": (0, 256), "checkpoint_every_seconds": (0, 1e9),
     "crop_size": (0, 2048), "quality_every_steps": (0, 10**9), "quality_samples": (16, 10_000),
     "memory_limit_gb": (0, 1e6), "cpu_minutes": (0, 1e7),

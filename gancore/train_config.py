@@ -21,6 +21,7 @@ class TrainConfig:
     minutes: float = 0               # wall-clock minutes (a bound; 0 = none)
     cpu_minutes: float = 0           # bound by this process's CPU time: equal compute for side-by-side runs
     lr_decay_start: float = 1.0      # fraction of the run after which lr falls linearly to 0 (1.0 = constant)
+    full_size_from: float = 1.0      # translators: fraction of the run after which crops are whole photos (1.0 = never)
     ema_decay: float = 0.999         # EMA of the generator weights (0 = off)
     amp: str = "off"                 # "off", "bf16", "fp16" (CUDA, with GradScaler), "auto"
     channels_last: bool = False      # NHWC memory layout (faster convolutions on some GPUs)

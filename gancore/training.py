@@ -32,7 +32,7 @@ from gancore import checkpoint as ckpt
 from gancore import imaging, registry
 from gancore.analysis import quality
 from gancore.config import from_dict, to_json
-from gancore.data import SeededSampler, collate, make_dataset
+from gancore.data import SeededSampler, UnpairedDataset, collate, make_dataset
 from gancore.devices import resolve_device
 from gancore.errors import TrainingError
 from gancore.inference import load_weights_into
@@ -125,8 +125,8 @@ class Trainer:
 
     # Settings a resumed run may change when asked explicitly (`resume_changes`): how it measures and saves,
     # and the schedule's end (e.g. constant rate until now, a decay over a longer bound from here).
-    RESUME_CHANGES = ("quality", "quality_every_steps", "quality_samples", "lr_decay_start", "checkpoint_every_steps",
-                      "checkpoint_every_seconds", "log_every_steps", "sample_every_steps")
+    RESUME_CHANGES = ("quality", "quality_every_steps", "quality_samples", "lr_decay_start", "full_size_from",
+                      "checkpoint_every_steps", "checkpoint_every_seconds", "log_every_steps", "sample_every_steps")
 
     def __init__(self, config: TrainConfig, model_config=None, resume: str | None = None, dataset=None,
                  resume_changes: dict | None = None):
@@ -189,6 +189,8 @@ class Trainer:
             guard.__enter__()
             done = self._progress(s) >= 1.0
             while not done:
+                if self._enter_full_size(s):
+                    preview_batch = None             # the grid shows pictures of one size
                 s.sampler.set_epoch(st.epoch, skip=st.batch_in_epoch * cfg.batch_size)
                 for batch in s.loader:
                     if self._stop.is_set():          # stop() between steps: no step half-done
@@ -318,6 +320,19 @@ class Trainer:
         if s.ema is not None:
             _ema_update(s.ema, s.model.groups()["G"], cfg.ema_decay, st.step)
         return losses
+
+    def _enter_full_size(self, s: Setup) -> bool:
+        """The last phase of a translator's run (`full_size_from`): from that share of the run on, its crops are
+        the size of the photos it translates. Checked at each epoch's start, so a resumed run enters the phase
+        where the first did; the loader is built anew (its workers hold the old crop size)."""
+        full, ds = getattr(self.model_config, "image_size", 0), s.dataset
+        if self.config.full_size_from >= 1.0 or not isinstance(ds, UnpairedDataset) or ds.image_size == full:
+            return False
+        if self._progress(s) < self.config.full_size_from:
+            return False
+        ds.image_size = full
+        s.sampler, s.loader, s.per_epoch = _make_loader(self.config, ds, s.device, s.rank, s.world)
+        return True
 
     def _check_finite(self, s: Setup, losses: dict) -> str:
         """An error message when the step went NaN/inf, else "". On CUDA this reads the previous step's losses

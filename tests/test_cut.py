@@ -89,3 +89,37 @@ def test_two_one_way_runs_pair_into_a_two_way_model(tmp_path, h2z):
 def test_two_way_training_trains_both_directions(tmp_path, h2z):
     model = load_model(_run(tmp_path, h2z, "both", two_way=True))
     assert set(model.directions()) == {"AB", "BA"} and model.discriminator("BA") is not model.discriminator("AB")
+
+
+def test_a_last_phase_trains_on_whole_photos(tmp_path, h2z):
+    """`full_size_from`: from that share of the run on, crops are the size of the photos translated; a resumed
+    run may drop (or move) the phase."""
+    from gancore.data import UnpairedDataset
+    from gancore.training import Trainer
+    seen = []
+
+    class Recording(UnpairedDataset):
+        def __getitem__(self, item):
+            a, b = super().__getitem__(item)
+            seen.append((a.shape[-1], b.shape[-1]))
+            return a, b
+
+    def photos():            # two photos each way: an epoch is two steps
+        ds = Recording(h2z / "testA", h2z / "testB", image_size=16, load_size=36, hold_out=True)
+        ds.files_A, ds.files_B = ds.files_A[:2], ds.files_B[:2]
+        return ds
+
+    model_cfg = dataclasses.replace(tiny_config("cut"), crop_size=16, image_size=32, load_size=36,
+                                    nce_idt=False, flip_equivariance=True)
+    cfg = TrainConfig(model="cut", data=str(h2z / "testA"), data_b=str(h2z / "testB"), steps=8, batch_size=1,
+                      out_dir=str(tmp_path / "run"), sample_every_steps=4, quality=False, full_size_from=0.5)
+    events = list(Trainer(cfg, model_cfg, dataset=photos()).run())
+    assert seen == [(16, 16)] * 4 + [(32, 32)] * 4          # epochs start at steps 0, 2, 4 (half the run), 6
+    grids = [e.grid for e in events if e.kind == "sample"]
+    assert grids[-1].shape[0] > grids[0].shape[0]          # the preview shows the whole photos once they come
+
+    seen.clear()
+    resumed = TrainConfig(model="cut", data=cfg.data, data_b=cfg.data_b, steps=12, batch_size=1)
+    list(Trainer(resumed, resume=str(tmp_path / "run" / "last.safetensors"), dataset=photos(),
+                 resume_changes={"full_size_from": 1.0}).run())
+    assert seen == [(16, 16)] * 4

@@ -122,3 +122,29 @@ def test_cyclegan_pool_and_transposed_variant():
     assert out.shape == a.shape and len(pool.images) == 2
     g = ResnetGenerator(CycleGANConfig(base_channels=4, res_blocks=1, upsample="transposed"))
     assert g(torch.zeros(1, 3, 16, 16)).shape == (1, 3, 16, 16)
+
+
+def test_cyclegan_augments_what_its_discriminators_see_and_logs_collapse_signals():
+    """`augment` puts DiffAugment on both discriminators' inputs; every step reports how far each generator moves
+    its input and how often each D is right, and a generator that copies its input reads 0."""
+    import contextlib
+
+    from gancore.models.cyclegan import CycleGAN, CycleGANConfig, collapse_signals
+    torch.manual_seed(0)
+    model = CycleGAN(CycleGANConfig(base_channels=4, res_blocks=1, d_base_channels=4, d_layers=2, image_size=16,
+                                    load_size=20, augment="color,translation,cutout"))
+    seen = []
+    model.D.D_B.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+    groups = model.groups()
+    opts = {k: torch.optim.Adam(m.parameters(), 1e-3) for k, m in groups.items()}
+    ctx = StepContext(optimizers=opts, wrapped=groups, autocast=contextlib.nullcontext, scaler=None)
+    real_A, real_B = torch.rand(1, 3, 16, 16) * 2 - 1, torch.rand(1, 3, 16, 16) * 2 - 1
+    losses = model.train_step((real_A, real_B), ctx)
+    for key in ("G/identity_distance_AB", "G/identity_distance_BA", "D_A/acc_real", "D_A/acc_fake",
+                "D_B/acc_real", "D_B/acc_fake"):
+        assert torch.isfinite(losses[key]) and 0 <= float(losses[key]) <= 1
+    assert float(losses["G/identity_distance_AB"]) > 0.01
+    assert not torch.allclose(seen[-1][:1], real_B)          # D_B judged an augmented zebra, not the photo
+    copying = collapse_signals(torch.zeros(2, 1, 4, 4), 1, real_A, real_A.clone(), "D_B", "_AB")
+    assert float(copying["G/identity_distance_AB"]) == 0.0
+    assert CycleGAN(CycleGANConfig(image_size=16, load_size=20)).augment(real_B) is real_B   # off by default

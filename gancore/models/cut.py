@@ -30,7 +30,14 @@ from torch import nn
 from gancore.augment import Augment, parse_policy
 from gancore.features import Lite0Taps
 from gancore.models.base import GANModel, StepContext, init_dcgan_weights, set_requires_grad
-from gancore.models.cyclegan import CycleGAN, CycleGANConfig, PatchDiscriminator, ResnetGenerator, lsgan
+from gancore.models.cyclegan import (
+    CycleGAN,
+    CycleGANConfig,
+    PatchDiscriminator,
+    ResnetGenerator,
+    collapse_signals,
+    lsgan,
+)
 
 
 @dataclass(frozen=True)
@@ -319,11 +326,8 @@ class CUT(GANModel):
             prefix = ("D" if name.startswith("D") else "P") + tag(d)
             losses[f"{prefix}/real"] = lsgan(pred[:n], True) * 0.5
             losses[f"{prefix}/fake"] = lsgan(pred[n:], False) * 0.5
-            if name.startswith("D"):
-                with torch.no_grad():     # collapse made visible: how far G moves its input, how sure D is
-                    losses[f"G/identity_distance{tag(d)}"] = (fakes[d].float() - real[d].float()).abs().mean() / 2
-                    losses[f"{prefix}/acc_real"] = (pred[:n].detach().float() > 0.5).float().mean()
-                    losses[f"{prefix}/acc_fake"] = (pred[n:].detach().float() < 0.5).float().mean()
+            if name.startswith("D"):      # collapse made visible: how far G moves its input, how sure D is
+                losses.update(collapse_signals(pred, n, real[d], fakes[d], prefix, tag(d)))
         return losses
 
     def train_step(self, batch, ctx: StepContext):

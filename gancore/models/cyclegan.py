@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gancore.augment import Augment, parse_policy
 from gancore.imaging import square_photo
 from gancore.models.base import (
     ExportSpec,
@@ -46,12 +47,14 @@ class CycleGANConfig:
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5     # fraction of lambda_cycle, as in the paper's code
     pool_size: int = 50
+    augment: str = ""                # DiffAugment on both discriminators' inputs, e.g. "color,translation,cutout"
     image_size: int = 256            # training crop; translation resizes photos to about this scale
     load_size: int = 286             # training images are resized to this, then randomly cropped
     domain_a: str = ""               # what the domains hold ("horse", "zebra"): labels, and example photos
     domain_b: str = ""               # named `<domain>_*.jpg` in gancore/assets/examples for export calibration
 
     def __post_init__(self):
+        parse_policy(self.augment)
         if self.upsample not in ("resize", "transposed"):
             raise ValueError("upsample must be 'resize' or 'transposed'")
         if self.block not in ("residual", "depthwise"):
@@ -200,6 +203,17 @@ def lsgan(pred: torch.Tensor, target_real: bool) -> torch.Tensor:
     return F.mse_loss(pred.float(), target.float())
 
 
+def collapse_signals(pred: torch.Tensor, n: int, real: torch.Tensor, fake: torch.Tensor, judge: str,
+                     tag: str = "") -> dict:
+    """Collapse made visible, from one D's logits on [n real; fakes]: how far the generator moves its input
+    (mean |G(x) - x| as a share of the pixel range; a copying translator reads about 0) and how often its judge
+    is right on real and on fake pictures (both near 1: D has won; both near 0.5: nothing to tell apart)."""
+    with torch.no_grad():
+        return {f"G/identity_distance{tag}": (fake.float() - real.float()).abs().mean() / 2,
+                f"{judge}/acc_real": (pred[:n].float() > 0.5).float().mean(),
+                f"{judge}/acc_fake": (pred[n:].float() < 0.5).float().mean()}
+
+
 def cycle_consistency_loss(reconstructed: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(reconstructed.float(), real.float())
 
@@ -217,6 +231,7 @@ class CycleGAN(GANModel):
             init_dcgan_weights(m)
         self.pool_A = ImagePool(config.pool_size)
         self.pool_B = ImagePool(config.pool_size)
+        self.augment = Augment(config.augment)      # the identity when `augment` is ""
 
     def networks(self):
         return {"G_AB": self.G.G_AB, "G_BA": self.G.G_BA, "D_A": self.D.D_A, "D_B": self.D.D_B}
@@ -253,7 +268,7 @@ class CycleGAN(GANModel):
         set_requires_grad(self.D, False)
         with ctx.autocast():
             fake_B, fake_A, rec_A, rec_B, idt_A, idt_B = G(real_A, real_B, identity=lam_idt > 0)
-            pred_fake_A, pred_fake_B = self.D(fake_A, fake_B)
+            pred_fake_A, pred_fake_B = self.D(self.augment(fake_A), self.augment(fake_B))
         losses = {
             "G/adv_AB": lsgan(pred_fake_B, True),
             "G/adv_BA": lsgan(pred_fake_A, True),
@@ -272,13 +287,15 @@ class CycleGAN(GANModel):
         old_B = self.pool_B.query(fake_B.detach().float())
         n = real_A.shape[0]
         with ctx.autocast():
-            pred_A, pred_B = D(torch.cat([real_A, old_A]), torch.cat([real_B, old_B]))
+            pred_A, pred_B = D(self.augment(torch.cat([real_A, old_A])), self.augment(torch.cat([real_B, old_B])))
         losses["D_A/real"] = lsgan(pred_A[:n], True) * 0.5
         losses["D_A/fake"] = lsgan(pred_A[n:], False) * 0.5
         losses["D_B/real"] = lsgan(pred_B[:n], True) * 0.5
         losses["D_B/fake"] = lsgan(pred_B[n:], False) * 0.5
         loss_D = losses["D_A/real"] + losses["D_A/fake"] + losses["D_B/real"] + losses["D_B/fake"]
         ctx.step("D", loss_D)
+        losses.update(collapse_signals(pred_B, n, real_A, fake_B, "D_B", "_AB"))
+        losses.update(collapse_signals(pred_A, n, real_B, fake_A, "D_A", "_BA"))
         return {k: v.detach() for k, v in losses.items()}
 
     def extra_tensors(self):
