@@ -1,8 +1,8 @@
 """The long translation run: trains in the background on one thread, pauses with a saved file, resumes later.
 
     python scripts/long_run.py h2z --from runs/translate_recipes/cut/last.safetensors   # first time
-    python scripts/long_run.py h2z [--cpu-minutes 60]                                   # every time after
-    python scripts/long_run.py z2h --recipe cut                                          # the other way
+    python scripts/long_run.py h2z      # every time after: on to the end of the schedule it was started with
+    python scripts/long_run.py z2h --recipe fastcut --cpu-minutes 300 --decay-from 0.6  # a new run, its schedule
 
 The run's resumable file lives in experiments/<name>/last.safetensors (one file, overwritten at each pause)
 beside its best checkpoint by the held-out curve (best.safetensors) and its log (log.md). It trains until
@@ -85,27 +85,33 @@ def judge(work: Path, way: str) -> dict:
     return row
 
 
+def planned_bound(last: Path, args) -> float:
+    """The run's CPU-minute bound: what it has done plus `--cpu-minutes`, or, without that flag, the bound the
+    run was started with while it is still ahead (so a resume keeps the planned schedule and its decay)."""
+    from gancore import checkpoint as ckpt
+    source = last if last.exists() else args.start_from
+    state = json.loads(ckpt.read_header(source)["train_state"]) if source else {}
+    done = (state.get("cpu_s") or 0.0) / 60
+    planned = (state.get("train_config") or {}).get("cpu_minutes") or 0.0
+    if args.cpu_minutes is None:
+        return planned if last.exists() and planned > done + 1 else round(done + 60, 1)
+    return round(done + args.cpu_minutes, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("way", choices=sorted(WAYS))
     ap.add_argument("--from", dest="start_from", help="a recipe bench run's last.safetensors to continue")
     ap.add_argument("--recipe", help="start a new run with this recipe of bench/translate_recipes.py")
-    ap.add_argument("--cpu-minutes", type=float, default=60, help="CPU-minutes to train this time")
+    ap.add_argument("--cpu-minutes", type=float, help="CPU-minutes to train this time (default: on to the end of "
+                    "the schedule the run was started with, or 60 more)")
     ap.add_argument("--decay-from", type=float, help="lr decay start as a share of the whole run's bound")
     ap.add_argument("--judge-only", action="store_true")
     args = ap.parse_args()
     work = ROOT / "experiments" / args.way
     work.mkdir(parents=True, exist_ok=True)
     if not args.judge_only:
-        last = work / "last.safetensors"
-        done_s = 0.0
-        if last.exists():
-            from gancore import checkpoint as ckpt
-            done_s = json.loads(ckpt.read_header(last)["train_state"]).get("cpu_s") or 0.0
-        elif args.start_from:
-            from gancore import checkpoint as ckpt
-            done_s = json.loads(ckpt.read_header(args.start_from)["train_state"]).get("cpu_s") or 0.0
-        args.total_minutes = round(done_s / 60 + args.cpu_minutes, 1)
+        args.total_minutes = planned_bound(work / "last.safetensors", args)
         print(f"training {args.way} to {args.total_minutes} CPU-minutes in all", flush=True)
         train(args, work)
     row = judge(work, args.way)
