@@ -82,7 +82,7 @@ def train_command(name: str, out: Path, minutes: float, data: Path, seed: int,
         return cmd + ["--resume", str(last)]
     cmd += ["--model", model, "--data", str(data / src), "--data-b", str(data / dst),
             "--out-dir", str(out), "--seed", str(seed), "--batch-size", "1",
-            *TRAIN_FLAGS.get(name, ["--lr-decay-start", "1.0"]),
+            *TRAIN_FLAGS.get(name, []),
             "--sample-every-steps", "0", "--quality", "false", "--set", f"domain_a={name_a}",
             "--set", f"domain_b={name_b}"]
     for k, v in settings.items():

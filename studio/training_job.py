@@ -265,7 +265,7 @@ class TrainingJob:
             for ev in trainer.run():
                 with self._lock:
                     self._apply(ev)
-        except Exception as e:  # the thread must never die silently: the page shows the reason
+        except Exception as e:  # the thread must never die without a word: the page shows the reason
             log.exception("training failed")
             with self._lock:
                 self._state.status = "failed"
