@@ -1,7 +1,7 @@
 """Horse -> zebra translation recipes side by side at equal CPU-minutes, judged on the test split.
 
     python bench/translate_recipes.py --recipes cyclegan,fastcut,cut [--minutes 30 90] [--parallel 2]
-        [--out DIR] [--seed 0] [--data ../shared/datasets/horse2zebra]
+        [--out DIR] [--seed 0] [--data ../shared/datasets/horse2zebra] [--judge-only] [--spread 40]
 
 Each recipe trains with `gancore train` in its own process, one torch thread, bounded by the process's CPU time
 (`--cpu-minutes`), at a constant learning rate so that one run resumes exactly from one budget to the next; a
@@ -12,7 +12,8 @@ its generator (the EMA weights) translates the 120 test horses; the judge is the
 paper's protocol. Returning the photo unchanged scores about 236. A fixed panel of 8 test horses and their
 translations is saved per recipe and budget (DIR/panel_<recipe>_<minutes>min.png), and every figure is appended
 to DIR/results.jsonl. The runs hold out a tenth of the training folders for their own quality curve; the test
-photos are used only here.
+photos are used only here. `--spread N` adds the judge's own noise: FID's standard deviation when the same
+translations are judged on N bootstrap redraws of the 120 horses and 140 zebras.
 """
 from __future__ import annotations
 
@@ -107,9 +108,21 @@ def train_all(names: list[str], minutes: float, out: Path, data: Path, seed: int
                 print(f"[{time.strftime('%H:%M:%S')}] {name} done (exit {proc.returncode})", flush=True)
 
 
-def judge(checkpoint: Path, data: Path, extractor, real_features, source: str = "testA") -> tuple[dict, np.ndarray]:
+def fid_spread(fake: np.ndarray, real: np.ndarray, resamples: int, seed: int = 0) -> float:
+    """The judge's own noise: the standard deviation of FID over bootstrap resamples of both photo sets (the
+    same model judged on other draws of 120 horses and 140 zebras)."""
+    from gancore.analysis.evaluation import frechet_distance
+    rng = np.random.default_rng(seed)
+    fids = [frechet_distance(fake[rng.integers(0, len(fake), len(fake))], real[rng.integers(0, len(real), len(real))])
+            for _ in range(resamples)]
+    return float(np.std(fids, ddof=1))
+
+
+def judge(checkpoint: Path, data: Path, extractor, real_features, source: str = "testA",
+          spread: int = 0) -> tuple[dict, np.ndarray]:
     """Inception FID / KID x100 of the model's first direction on the `source` test photos (the horses)
-    against `real_features` (the test zebras'), and the panel."""
+    against `real_features` (the test zebras'), and the panel; with `spread`, also FID's bootstrap standard
+    deviation over that many resamples."""
     from gancore.analysis.evaluation import _read_folder, frechet_distance
     from gancore.analysis.evaluation import kid as _kid
     from gancore.imaging import grid
@@ -124,9 +137,11 @@ def judge(checkpoint: Path, data: Path, extractor, real_features, source: str = 
     import torch
     panel = [torch.from_numpy(np.stack(ims[:PANEL])).permute(0, 3, 1, 2).float() / 127.5 - 1
              for ims in (horses, fakes)]
-    return ({"fid": round(frechet_distance(f, real_features), 2), "kid_x100": round(100 * _kid(f, real_features), 2),
-             "identity_distance": round(change, 4), "ms_per_photo": round(ms, 1)},
-            grid(torch.cat(panel), cols=PANEL))
+    figures = {"fid": round(frechet_distance(f, real_features), 2), "kid_x100": round(100 * _kid(f, real_features), 2),
+               "identity_distance": round(change, 4), "ms_per_photo": round(ms, 1)}
+    if spread:
+        figures["fid_sd"] = round(fid_spread(f, real_features, spread), 2)
+    return figures, grid(torch.cat(panel), cols=PANEL)
 
 
 def state_of(checkpoint: Path) -> dict:
@@ -146,6 +161,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(DATA), help="horse2zebra: trainA, trainB, testA, testB")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--judge-only", action="store_true", help="judge the runs' current files, train nothing")
+    ap.add_argument("--spread", type=int, default=0, metavar="N",
+                    help="also report FID's standard deviation over N bootstrap resamples of the test photos")
     args = ap.parse_args()
     names = [n.strip() for n in args.recipes.split(",") if n.strip()]
     unknown = [n for n in names if n not in RECIPES]
@@ -173,7 +190,7 @@ def main() -> None:
             snap = out / n / f"{minutes:g}min.safetensors"
             if not args.judge_only:
                 shutil.copyfile(last, snap)
-            figures, panel = judge(last, data, extractor, real)
+            figures, panel = judge(last, data, extractor, real, spread=args.spread)
             row = {"recipe": n, "budget_cpu_min": minutes, "seed": args.seed, **state_of(last), **figures,
                    "date": time.strftime("%Y-%m-%d %H:%M")}
             Image.fromarray(panel).save(out / f"panel_{n}_{minutes:g}min.png")
