@@ -35,7 +35,7 @@ class QuotaError(BadInput):
 
 
 class NoVisitor(BadInput):
-    """A request on a shared studio that carries no session to own anything."""
+    """A request on a shared studio that carries no Gradio session to own anything."""
 
 
 def _env_number(name: str, default: float) -> float:
@@ -57,12 +57,12 @@ def valid_key(value) -> bool:
 
 
 class Browsers:
-    """Which browser each open page belongs to, so a reloaded page (a new session) is still the same visitor.
+    """Which browser each open page belongs to, so a reloaded page (a new Gradio session) stays the same visitor.
 
     A browser keeps a key of its own in localStorage and presents it when a page loads (`claim`); from then on
     that page's session acts as the key. The key is the credential: whoever holds it owns the browser's runs, so
-    anything that is not a key as `new_key` makes them is replaced by a new one. The `most` sessions used last
-    are remembered; an older page acts as a new visitor until it is reloaded.
+    anything that is not a key as `new_key` makes them is replaced by a new one. The `most` page sessions used
+    last are remembered; an older page acts as a new visitor until it is reloaded.
     """
 
     def __init__(self, most: int = 10_000):
@@ -72,8 +72,8 @@ class Browsers:
 
     def claim(self, session: str | None, key) -> str:
         """The key the page's browser keeps from now on (`key` when valid, else a new one), which `session` acts
-        as. A session keeps the key it claimed first: a page's session never changes browser, so a second claim
-        for it comes from someone else and is not granted."""
+        as. A page's session keeps the key it claimed first: it never changes browser, so a second claim for it
+        comes from someone else and is not granted."""
         key = key if valid_key(key) else new_key()
         if session:
             with self._lock:
@@ -84,7 +84,7 @@ class Browsers:
         return key
 
     def identity(self, session: str | None) -> str | None:
-        """Who a session acts as: its browser's key once claimed, else the session itself (an API client)."""
+        """Who a Gradio session acts as: its browser's key once claimed, else itself (an API client)."""
         if not session:
             return session
         with self._lock:
@@ -104,7 +104,7 @@ class Visitors:
         self.keep_s = _env_number("GANSTUDIO_KEEP_HOURS", 24) * 3600
 
     def owner(self, session: str | None) -> str:
-        """"" for the single local user; on a shared studio the folder name of this session's owner (its
+        """"" for the single local user; on a shared studio the folder name of this Gradio session's owner (its
         browser's, once the page has said which it is)."""
         if not self.shared:
             return ""
