@@ -1,6 +1,7 @@
 """The shipped translator's model-card pictures, from the two long runs and the shipped file.
 
-    python scripts/translator_card.py [H2Z_RUN Z2H_RUN]   # needs ../shared; the runs' checkpoints (default
+    python scripts/translator_card.py [H2Z_RUN Z2H_RUN]   # needs ../shared; the runs' checkpoints or the
+                                                         # run_state.json of a finished run (default
                                                          # experiments/{h2z,z2h}/last.safetensors)
 
 weights/horse2zebra.png        8 test horses over their zebras, then 8 test zebras over their horses (256 px
@@ -39,13 +40,21 @@ def panel() -> None:
     out.resize((out.width // 2, out.height // 2), Image.LANCZOS).save(ROOT / "weights" / "horse2zebra.png")
 
 
+def train_state(run: Path) -> dict:
+    """A run's training state: from its resumable file's header, or from the `run_state.json` a finished run
+    leaves instead of its file."""
+    if run.suffix == ".json":
+        return json.loads(run.read_text())
+    return json.loads(ckpt.read_header(run)["train_state"])
+
+
 def curve(runs: dict[str, Path]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
     for way, label, colour in (("h2z", "horse → zebra", "tab:blue"), ("z2h", "zebra → horse", "tab:orange")):
-        state = json.loads(ckpt.read_header(runs[way])["train_state"])
+        state = train_state(runs[way])
         history = state.get("quality") or []
         hours_per_step = (state.get("cpu_s") or 0) / 3600 / max(state["step"], 1)
         x = [p["step"] * hours_per_step for p in history]
