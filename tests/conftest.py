@@ -55,6 +55,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_idle(services, timeout: float = 300) -> None:
+    """Until no run trains, so that a test does not take an earlier test's run for its own (the Start button
+    is off while one runs). A run still going after `timeout` seconds fails here, by its name."""
+    services.wait(timeout)
+    assert not services.is_training(), f"a run is still going after {timeout:.0f}s: {services.job.run_dir()}"
+
+
 @pytest.fixture(scope="session")
 def studio(tmp_path_factory):
     """The Gradio app in this process: its own weights and runs folders and a tiny DCGAN to explore."""
@@ -80,7 +87,7 @@ def studio(tmp_path_factory):
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 theme=THEME, css=CSS)
     yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", services=services, weights=weights, runs=runs,
-                          tiny=tiny, demo=demo)
+                          tiny=tiny, demo=demo, idle=lambda timeout=300: _wait_idle(services, timeout))
     services.stop_training()
     services.wait(60)
     demo.close()

@@ -33,7 +33,7 @@ def browser(camera_file):
 
 @pytest.fixture()
 def page(browser, studio):
-    studio.services.wait(120)
+    studio.idle()
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(30_000)

@@ -37,11 +37,6 @@ def _image(path) -> np.ndarray:
 
 
 
-def _wait_idle(services, timeout=120):
-    services.wait(timeout)
-    assert not services.is_training()
-
-
 def test_plain_http_api_as_curl_or_a_browser_calls_it(studio):
     """POST /gradio_api/call/<name>, read the event stream, fetch the PNG: no gradio_client involved."""
     import httpx
@@ -60,7 +55,7 @@ def test_an_idle_studio_leaves_the_cores_to_the_work(studio):
     """Gradio's queue polls every 1 ms while idle: this process used 13 % of a core doing nothing (a 2-core
     Space translates on what is left). The studio slows the polls: measured here, under 2 %."""
     from gancore.deploy import fast
-    _wait_idle(studio.services)
+    studio.idle()
     if fast._builder is not None:                  # graphs being built for earlier tests' translators
         fast._builder.join(300)
     time.sleep(1)
@@ -149,7 +144,7 @@ def test_eight_concurrent_translations_are_all_answered(studio, tmp_path):
 
 
 def test_training_runs_to_its_end_and_the_model_appears(client, studio):
-    _wait_idle(studio.services)
+    studio.idle()
     msg = client.predict("dcgan", "mnist", None, None, "steps", 12, 16, 2e-4, 0, "api-run", api_name="/train_start")
     assert "api-run" in msg[0]
     busy = app_error(lambda: client.predict("mlp", "mnist", None, None, "steps", 5, 16, 2e-4, 0, "",
@@ -175,7 +170,7 @@ def test_training_runs_to_its_end_and_the_model_appears(client, studio):
 
 def test_training_on_pictures_plots_quality_and_says_how_it_goes(client, studio, tmp_path):
     from helpers import emoji_zip
-    _wait_idle(studio.services)
+    studio.idle()
     icons = emoji_zip(tmp_path / "icons.zip")
     # Choosing "My images" brings the pictures recipe's batch size and learning rate into the form.
     _, batch, lr = (u.get("value") if isinstance(u, dict) else u
@@ -184,7 +179,7 @@ def test_training_on_pictures_plots_quality_and_says_how_it_goes(client, studio,
     assert (batch, lr) == (batch_size("dcgan", "upload"), learning_rate("dcgan", "upload"))
     client.predict("dcgan", "upload", handle_file(str(icons)), None, "steps", 30, batch, lr, 0, "icons-run",
                    api_name="/train_start")
-    _wait_idle(studio.services)
+    studio.idle()
     bar, losses, grid, note, _, quality, verdict, *_ = client.predict(api_name="/train_poll")
     assert 'data-status="finished"' in bar, note
     plotted = quality.get("value", quality)
@@ -195,13 +190,13 @@ def test_training_on_pictures_plots_quality_and_says_how_it_goes(client, studio,
 
 
 def test_stop_saves_the_run(client, studio):
-    _wait_idle(studio.services)
+    studio.idle()
     client.predict("mlp", "mnist", None, None, "minutes", 10, 16, 2e-4, 0, "to-stop", api_name="/train_start")
     deadline = time.time() + 60
     while studio.services.training_state()["step"] == 0 and time.time() < deadline:
         time.sleep(0.2)
     assert "Stopping" in client.predict(api_name="/train_stop")
-    _wait_idle(studio.services)
+    studio.idle()
     st = studio.services.training_state()
     assert st["status"] == "stopped" and Path(st["path"]).is_file()
     assert st["grid"] is not None and st["grid"].shape[0] > 100      # samples from the saved generator
@@ -215,11 +210,11 @@ def test_stop_saves_the_run(client, studio):
         time.sleep(0.2)
     assert studio.services.training_state()["step"] > st["step"]
     client.predict(api_name="/train_stop")
-    _wait_idle(studio.services)
+    studio.idle()
 
 
 def test_broken_uploads_give_a_friendly_message(client, studio, tmp_path):
-    _wait_idle(studio.services)
+    studio.idle()
     garbage = tmp_path / "holiday.zip"
     garbage.write_bytes(b"this is not a zip file at all")
     msg = app_error(lambda: client.predict("dcgan", "upload", handle_file(str(garbage)), None, "steps", 5, 16,
@@ -241,7 +236,7 @@ def test_broken_uploads_give_a_friendly_message(client, studio, tmp_path):
 
 
 def test_upload_of_images_trains(client, studio, tmp_path):
-    _wait_idle(studio.services)
+    studio.idle()
     archive = tmp_path / "shapes.zip"
     rng = np.random.default_rng(0)
     with zipfile.ZipFile(archive, "w") as z:
@@ -252,14 +247,14 @@ def test_upload_of_images_trains(client, studio, tmp_path):
         z.writestr("../escape.png", path.read_bytes())            # a path trick is skipped, not written
     client.predict("dcgan", "upload", handle_file(str(archive)), None, "steps", 3, 8, 2e-4, 0, "upload-run",
                    api_name="/train_start")
-    _wait_idle(studio.services)
+    studio.idle()
     st = studio.services.training_state()
     assert st["status"] == "finished", st["message"]
     assert not (studio.runs.parent / "escape.png").exists()
 
 
 def test_models_view_header_rename_delete(client, studio):
-    _wait_idle(studio.services)
+    studio.idle()
     from gancore.training import TrainConfig, train
     path = train(TrainConfig(model="mlp", data="synthetic", steps=2, batch_size=8, out_dir=str(studio.runs / "scratch"),
                              sample_every_steps=0, checkpoint_every_steps=0))

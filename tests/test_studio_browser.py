@@ -22,7 +22,7 @@ def browser():
 
 @pytest.fixture()
 def page(browser, studio):
-    studio.services.wait(120)                       # an API test's run must not be mistaken for ours
+    studio.idle()
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     pg.set_default_timeout(30_000)
@@ -53,6 +53,16 @@ def wait_src_change(page, selector: str, old: str | None, timeout_s: float = 30)
     raise AssertionError(f"{selector}: image did not change within {timeout_s}s")
 
 
+def start(page) -> None:
+    """Click Start and see the run start; otherwise fail with what the page says instead."""
+    page.locator("#train-start").click()
+    note = page.locator("#train-note")
+    try:
+        note.get_by_text("Started").wait_for(timeout=60_000)
+    except sync_api.TimeoutError:
+        raise AssertionError(f"the run did not start; the page says: {note.inner_text()!r}") from None
+
+
 def tab(page, name: str):
     """A top-level tab by its id (plug-in tabs may hold inner tabs with the same titles)."""
     return page.locator(f'button[role=tab][data-tab-id="{name.lower()}"]')
@@ -70,8 +80,7 @@ def test_every_tab_opens(page):
 
 def test_training_runs_to_its_end_and_shows_samples(page, studio):
     page.locator("#train-budget input").fill("10")
-    page.locator("#train-start").click()
-    page.locator("#train-note").get_by_text("Started").wait_for()
+    start(page)
     # Ten steps may be over before the page polls, so "running" need not be seen; "finished" must.
     page.locator('#train-progress [data-status="finished"]').wait_for(timeout=180_000)
     grid = page.locator("#train-grid img")
@@ -91,8 +100,7 @@ def test_training_on_uploaded_pictures_shows_the_quality_curve_and_verdict(page,
     page.get_by_role("radio", name="My images (upload a .zip)").check()
     page.locator("#train-upload input[type=file]").set_input_files(str(emoji_zip(tmp_path / "icons.zip")))
     page.locator("#train-budget input").fill("80")
-    page.locator("#train-start").click()
-    page.locator("#train-note").get_by_text("Started").wait_for()
+    start(page)
     page.get_by_text("finished after 80 steps").wait_for(timeout=240_000)
     verdict = page.locator("#train-verdict .gs-verdict")
     verdict.wait_for()
@@ -173,8 +181,7 @@ def test_two_picture_sets_train_a_translator_with_its_curve(page, studio, tmp_pa
     page.locator("#train-upload-b input[type=file]").set_input_files(str(photo_zip(tmp_path / "zebras.zip", h2z, "testB")))
     page.get_by_role("radio", name="minutes").check()
     page.locator("#train-budget input").fill("1")
-    page.locator("#train-start").click()
-    page.locator("#train-note").get_by_text("Started").wait_for()
+    start(page)
     first = wait_src_change(page, "#train-grid", None, timeout_s=120)
     page.locator('#train-progress [data-status="finished"]').wait_for(timeout=240_000)
     wait_src_change(page, "#train-grid", first, timeout_s=30)

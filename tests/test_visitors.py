@@ -206,13 +206,13 @@ def test_old_runs_expire_on_a_shared_studio_only(tmp_path):
 def test_locally_one_user_owns_everything(studio):
     """No SPACE_ID: two clients are the same person, as before (the whole runs folder is theirs)."""
     a, b = Client(studio.url, verbose=False), Client(studio.url, verbose=False)
-    studio.services.wait(120)
+    studio.idle()
     assert studio.tiny in _choices(b.predict(None, api_name="/models_list")[1])
     assert Path(b.predict(studio.tiny, 0, 4, 1.0, api_name="/explore_grid")).is_file()
     a.predict(*LONG_RUN, "local-run", api_name="/train_start")
     _wait_for_steps(b)                                           # B sees A's progress
     assert "Stopping" in b.predict(api_name="/train_stop")       # and may stop it
-    studio.services.wait(60)
+    studio.idle(60)
     path = str(studio.runs / "local-run" / "last.safetensors")
     assert path in _choices(b.predict(None, api_name="/train_unfinished"))
     assert b.predict(path, api_name="/models_header")["model_type"] == "mlp"
@@ -222,7 +222,7 @@ def test_locally_one_user_owns_everything(studio):
 
 def test_stopping_a_run_removes_its_unpacked_pictures(studio, tmp_path):
     client = Client(studio.url, verbose=False)
-    studio.services.wait(120)
+    studio.idle()
     icons = emoji_zip(tmp_path / "icons.zip", n=64)
     client.predict("dcgan", "upload", handle_file(str(icons)), None, "minutes", 10, 16, 2e-4, 0, "pictures-run",
                    api_name="/train_start")
@@ -230,7 +230,7 @@ def test_stopping_a_run_removes_its_unpacked_pictures(studio, tmp_path):
     assert unpacked.is_dir()
     _wait_for_steps(client)
     client.predict(api_name="/train_stop")
-    studio.services.wait(60)
+    studio.idle(60)
     assert not unpacked.exists() and (studio.runs / "pictures-run" / "last.safetensors").is_file()
     path = str(studio.runs / "pictures-run" / "last.safetensors")
     assert path not in _choices(client.predict(None, api_name="/train_unfinished"))    # not resumable
