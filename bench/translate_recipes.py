@@ -60,17 +60,20 @@ RECIPES = {
     "fastcut-full": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
     # The winner at twice the learning rate (4e-4 for G and D): does the phase where stripes appear come sooner?
     "fastcut-lr2": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
+    # The winner with bf16 autocast: about 1.3x the steps a CPU-minute where the CPU has AVX-512 BF16, slower where not.
+    "fastcut-bf16": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
     # A second D on frozen ImageNet features, its verdict reaching G after 500 steps at half weight.
     "fastcut-proj": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0,
                              "lambda_projected": 0.5, "projected_warmup": 500}),
     "cut-proj": ("cut", {**MOBILE_CUT, "nce_idt": True, "lambda_nce": 1.0, "lambda_projected": 0.5,
                          "projected_warmup": 500}),
 }
-# Training settings (not the model's) a recipe sets: its schedule over the one budget it is run at.
+# Training settings (not the model's) a recipe sets; a schedule spans the one budget the recipe is run at.
 TRAIN_FLAGS = {
     "fastcut-decay": ["--lr-decay-start", "0.5"],      # constant rate, then a linear decay to 0 over the 2nd half
     "fastcut-full": ["--full-size-from", "0.9"],
     "fastcut-lr2": ["--lr-g", "4e-4", "--lr-d", "4e-4"],   # constant, so it resumes from one budget to the next
+    "fastcut-bf16": ["--amp", "bf16"],
 }
 
 
