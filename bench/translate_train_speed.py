@@ -6,8 +6,8 @@ channels-last memory, one torch thread, same process, interleaved; the ratios ar
 
 A step is one 128-px crop of a horse and one of a zebra (the recipe's own settings); the first 10 steps of
 each run are not timed. CPU time (time.process_time) is what the recipe bench budgets, so it is the figure;
-wall time is printed beside it. bf16 pays only where the CPU does bf16 arithmetic (AVX-512 BF16 or AMX): the
-flags that decide it are printed first.
+wall time is printed beside it. bf16 can pay only where the CPU has bf16 arithmetic (AVX-512 BF16 or AMX), so
+the flags that say so are printed first.
 """
 from __future__ import annotations
 

@@ -35,8 +35,6 @@ def _image(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-
-
 def test_plain_http_api_as_curl_or_a_browser_calls_it(studio):
     """POST /gradio_api/call/<name>, read the event stream, fetch the PNG: no gradio_client involved."""
     import httpx
