@@ -41,6 +41,9 @@ def spread(features: np.ndarray, n: int = 256, seed: int = 0) -> float:
 
 
 class QualityMeter:
+    """How far a noise GAN has got: KID x100 of its samples from fixed latents against held-out pictures, and
+    their diversity (mean pairwise feature distance, relative to the held-out pictures')."""
+
     def __init__(self, features, held_out: torch.Tensor, samples: int = 256, seed: int = 1234,
                  label: str = "pictures"):
         self.features, self.samples, self.seed, self.label = features, samples, seed, label
@@ -53,7 +56,6 @@ class QualityMeter:
 
     @torch.no_grad()
     def measure(self, model, generator_group, direction: str | None = None) -> dict:
-        """The figures for `direction`'s generator in `generator_group` (default: the model's first way)."""
         """KID x100 and diversity of `samples` images from fixed latents (generator in eval mode)."""
         t0 = time.perf_counter()
         was_training = generator_group.training
