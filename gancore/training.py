@@ -37,7 +37,7 @@ from gancore.devices import resolve_device
 from gancore.errors import TrainingError
 from gancore.inference import load_weights_into
 from gancore.memory import MemoryCeiling, MemoryGuard, ceiling_bytes
-from gancore.models.base import StepContext
+from gancore.models.base import StepContext, eval_mode
 from gancore.recipes import recommended, recommended_model_config  # noqa: F401  (callers import them from here)
 from gancore.run_dirs import claim_out_dir, default_out_dir, release_out_dir
 from gancore.train_config import TrainConfig
@@ -405,10 +405,8 @@ class Trainer:
         return min(1.0, max(fr)) if fr else 0.0
 
     def _preview(self, model, gen_group, batch) -> np.ndarray:
-        was_training = gen_group.training
-        gen_group.eval()
-        images, cols = model.preview(8, gen_group, batch)
-        gen_group.train(was_training)
+        with eval_mode(gen_group):
+            images, cols = model.preview(8, gen_group, batch)
         return make_grid(images, nrow=cols)
 
     def _save(self, s: Setup, finished: bool = False, path: Path | None = None) -> str:

@@ -153,6 +153,20 @@ def test_kid_and_diversity_tell_real_pictures_from_a_collapsed_model(emoji):
     assert collapsed["kid"] > 5 * max(real["kid"], 0.5)
 
 
+def test_measuring_leaves_the_generator_in_its_mode_even_when_it_fails(emoji):
+    ds = ImageFolderDataset(emoji, 32, 3, hold_out=True)
+    meter = quality.QualityMeter(PictureFeatures(96), ds.held_out, samples=16)
+    model = DCGAN(DCGANConfig(image_size=32, image_channels=3))
+    seen, good = [], _Fixed(ds.x[:16])
+    good.register_forward_hook(lambda m, i, o: seen.append(m.training))
+    meter.measure(model, good.train())
+    assert seen == [False] and good.training          # measured in eval mode, handed back training
+    broken = _Fixed(ds.x[:0])                         # cycling through no pictures raises
+    with pytest.raises(RuntimeError):
+        meter.measure(model, broken.train())
+    assert broken.training
+
+
 def test_verdict_says_in_words_whether_it_still_improves():
     pt = lambda step, kid, div=1.0: {"step": step, "kid": kid, "diversity": div}   # noqa: E731
     assert "Still improving" in quality.verdict([pt(100, 9), pt(200, 7), pt(300, 5)])

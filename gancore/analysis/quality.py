@@ -20,6 +20,7 @@ import torch
 
 from gancore.analysis.evaluation import kid as _kid
 from gancore.features import DigitFeatures, PictureFeatures
+from gancore.models.base import eval_mode
 
 COLLAPSE_DIVERSITY = 0.4       # samples spread less than 0.4 as much as the real pictures: collapsed (measured: docs/pictures.md)
 WARM_UP = 200                  # steps before low diversity counts as collapse
@@ -58,15 +59,11 @@ class QualityMeter:
     def measure(self, model, generator_group, direction: str | None = None) -> dict:
         """KID x100 and diversity of `samples` images from fixed latents (generator in eval mode)."""
         t0 = time.perf_counter()
-        was_training = generator_group.training
-        generator_group.eval()
-        try:
+        with eval_mode(generator_group):
             device = next(generator_group.parameters()).device
             z = model.noise(self.samples, generator=torch.Generator().manual_seed(self.seed))
             images = torch.cat([generator_group(z[i:i + 128].to(device)).float().cpu()
                                 for i in range(0, len(z), 128)])
-        finally:
-            generator_group.train(was_training)
         fake = self.features(images) / self.scale
         kid = 100 * _kid(fake, self.reference, subsets=50, subset_size=min(100, len(fake), len(self.reference)))
         return {"kid": round(kid, 3), "diversity": round(spread(fake) / max(self.real_spread, 1e-12), 3),
@@ -96,15 +93,11 @@ class TranslationMeter:
     def measure(self, model, generator_group, direction: str | None = None) -> dict:
         """The figures for `direction`'s generator in `generator_group` (default: the model's first way)."""
         t0 = time.perf_counter()
-        was_training = generator_group.training
-        generator_group.eval()
-        try:
+        with eval_mode(generator_group):
             net = model.generator_of(generator_group, direction)
             device = next(generator_group.parameters()).device
             out = torch.cat([net(self.held_a[i:i + 8].to(device)).float().cpu().clamp(-1, 1)
                              for i in range(0, len(self.held_a), 8)])
-        finally:
-            generator_group.train(was_training)
         fake = self.features(out) / self.scale
         return {"kid": self._kid(fake), "photo_kid": self.photo_kid,
                 "identity": round(float((out - self.held_a).abs().mean() / 2), 4),

@@ -71,6 +71,17 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
+@contextlib.contextmanager
+def eval_mode(module: nn.Module):
+    """`module` in eval mode for the block, then back in the mode it was in (also when the block raises)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
 @dataclass(frozen=True)
 class ExportSpec:
     """What `gancore.deploy.export` needs to write and check one generator as ONNX."""
