@@ -2,6 +2,7 @@
 
 Import it first in a browser test module: it skips the module when Chromium or Playwright is missing.
 """
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,30 @@ def open_translate(page) -> None:
     after seeing it; a click before the list loads asks them to choose a model first)."""
     page.locator('button[role=tab][data-tab-id="translate"]').click()
     sync_api.expect(page.locator("#translate-model input")).to_have_value("horse2zebra (shipped)", timeout=60_000)
+
+
+@contextlib.contextmanager
+def studio_page(browser, studio, height: int = 900):
+    """A fresh page on the studio once no run trains, the Train tab shown."""
+    studio.idle()
+    context = browser.new_context(viewport={"width": 1280, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(studio.url)
+    tab(page, "Train").wait_for()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def tab(page, name: str):
+    """A top-level tab by its id (plug-in tabs may hold inner tabs with the same titles)."""
+    return page.locator(f'button[role=tab][data-tab-id="{name.lower()}"]')
+
+
+def shot(page, name: str, element=None, full: bool = True) -> None:
+    """A screenshot for the README (docs/screenshots/NAME.png): the whole page, or one element of it."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(300)                      # let transitions settle
+    (element or page).screenshot(path=str(SHOTS / f"{name}.png"), **({} if element else {"full_page": full}))

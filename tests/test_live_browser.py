@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser import SHOTS, launch, open_translate, sync_api  # skips the module without Chromium
+from browser import launch, open_translate, shot, studio_page, sync_api, tab  # skips the module without Chromium
 from clips import pan_frames, write_clip, write_y4m
 
 pytestmark = pytest.mark.browser
@@ -33,24 +33,8 @@ def browser(camera_file):
 
 @pytest.fixture()
 def page(browser, studio):
-    studio.idle()
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    pg.goto(studio.url)
-    tab(pg, "Train").wait_for()
-    yield pg
-    context.close()
-
-
-def tab(page, name: str):
-    return page.locator(f'button[role=tab][data-tab-id="{name.lower()}"]')
-
-
-def shot(page, name: str, element=None) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(300)
-    (element or page).screenshot(path=str(SHOTS / f"{name}.png"), **({} if element else {"full_page": True}))
+    with studio_page(browser, studio, height=1000) as pg:
+        yield pg
 
 
 def test_webcam_stream_is_translated_live(page):

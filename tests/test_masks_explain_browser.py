@@ -3,7 +3,7 @@ screenshots for the README (docs/screenshots/masks.png, explain.png). Shares the
 from __future__ import annotations
 
 import pytest
-from browser import SHOTS, launch, sync_api  # skips the module without Chromium
+from browser import launch, shot, sync_api, tab  # skips the module without Chromium
 
 pytestmark = pytest.mark.browser
 
@@ -19,16 +19,6 @@ def page(studio):
         yield pg
         context.close()
         b.close()
-
-
-def tab(page, name: str):
-    return page.locator(f'button[role=tab][data-tab-id="{name.lower()}"]')
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(300)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def pick_model(page, elem_id: str, text: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser import SHOTS, launch, open_translate, sync_api  # skips the module without Chromium
+from browser import launch, open_translate, shot, studio_page, sync_api, tab  # skips the module without Chromium
 
 pytestmark = pytest.mark.browser
 
@@ -22,20 +22,8 @@ def browser():
 
 @pytest.fixture()
 def page(browser, studio):
-    studio.idle()
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    pg.goto(studio.url)
-    tab(pg, "Train").wait_for()
-    yield pg
-    context.close()
-
-
-def shot(page, name: str, full: bool = True) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(300)                      # let transitions settle
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full)
+    with studio_page(browser, studio) as pg:
+        yield pg
 
 
 def img_src(page, selector: str) -> str | None:
@@ -61,11 +49,6 @@ def start(page) -> None:
         note.get_by_text("Started").wait_for(timeout=60_000)
     except sync_api.TimeoutError:
         raise AssertionError(f"the run did not start; the page says: {note.inner_text()!r}") from None
-
-
-def tab(page, name: str):
-    """A top-level tab by its id (plug-in tabs may hold inner tabs with the same titles)."""
-    return page.locator(f'button[role=tab][data-tab-id="{name.lower()}"]')
 
 
 def test_every_tab_opens(page):
