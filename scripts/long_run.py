@@ -3,6 +3,7 @@
     python scripts/long_run.py h2z --from runs/translate_recipes/cut/last.safetensors   # first time
     python scripts/long_run.py h2z      # every time after: on to the end of the schedule it was started with
     python scripts/long_run.py z2h --recipe fastcut --cpu-minutes 300 --decay-from 0.6  # a new run, its schedule
+    python scripts/long_run.py h2z --full-size-from 0.9   # its last tenth on whole photos (a resume may set it)
 
 The run's resumable file lives in experiments/<name>/last.safetensors (one file, overwritten at each pause)
 beside its best checkpoint by the held-out curve (best.safetensors) and its log (log.md). It trains until
@@ -49,6 +50,8 @@ def train(args, work: Path) -> int:
         raise SystemExit(f"{last} does not exist: give --from CHECKPOINT or --recipe NAME to start")
     if args.decay_from is not None:
         cmd += ["--lr-decay-start", str(args.decay_from)]
+    if args.full_size_from is not None:
+        cmd += ["--full-size-from", str(args.full_size_from)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with open(work / "train.log", "a") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -106,6 +109,8 @@ def main() -> None:
     ap.add_argument("--cpu-minutes", type=float, help="CPU-minutes to train this time (default: on to the end of "
                     "the schedule the run was started with, or 60 more)")
     ap.add_argument("--decay-from", type=float, help="lr decay start as a share of the whole run's bound")
+    ap.add_argument("--full-size-from", type=float, help="share of the whole run's bound after which it trains "
+                    "on whole photos instead of crops (kept by later resumes)")
     ap.add_argument("--judge-only", action="store_true")
     args = ap.parse_args()
     work = ROOT / "experiments" / args.way
