@@ -25,8 +25,7 @@ def launch(playwright, extra_args=()):
 
 
 def open_translate(page) -> None:
-    """The Translate tab, once the page has filled its model list with the shipped translator (a person clicks
-    after seeing it; a photo given before the list loads is not translated, and the page does not say why)."""
+    """The Translate tab, once the page has filled its model list with the shipped translator."""
     page.locator('button[role=tab][data-tab-id="translate"]').click()
     sync_api.expect(page.locator("#translate-model input")).to_have_value("horse2zebra (shipped)", timeout=60_000)
 

@@ -127,14 +127,15 @@ def test_a_request_without_a_session_is_refused(space):
 def test_a_page_load_is_held_to_the_loose_limit_and_its_first_image_is_not(space):
     """A page's listings wait for it to say which browser it is (chained after that load event) and stay light,
     as do the lookups its filled-in choices set off; Explore's first image, chained after its listing, and a
-    translation set off by a new photo are inference."""
+    translation set off by a new photo or a newly chosen model are inference."""
     from studio.app import _is_heavy
     fns = {f.api_name: f for f in space.fns.values()}
     for name in ("claim_browser", "train_state_on_load", "train_unfinished", "explore_models_on_load", "models_on_load",
                  "translate_directions", "models_header", "explain_methods", "train_model_changed"):
         assert not _is_heavy(fns[name], space.fns), name
     assert fns["train_unfinished"].trigger_after == fns["claim_browser"]._id
-    for name in ("explore_first_image", "explore_image", "train_start", "translate_on_change", "translate_live"):
+    for name in ("explore_first_image", "explore_image", "train_start", "translate_on_change", "translate_on_model",
+                 "translate_live"):
         assert _is_heavy(fns[name], space.fns), name
 
 

@@ -131,6 +131,30 @@ def test_translate_a_bundled_example(page):
     shot(page, "translate")
 
 
+def test_an_example_clicked_before_the_model_list_loads_is_translated_once_it_does(page, studio):
+    # Hold back the requests that fill the Translate tab's model list, click an example, then let them through.
+    fill = {d["id"] for d in studio.demo.config["dependencies"]
+            if d["api_name"] in ("translate_models", "translate_models_on_load")}
+    held = []
+
+    def hold_the_model_list(route):
+        body = route.request.post_data_json or {}
+        held.append(route) if body.get("fn_index") in fill else route.continue_()
+
+    page.route("**/queue/join*", hold_the_model_list)
+    page.reload()
+    tab(page, "Translate").click()
+    page.locator("#translate-examples [data-testid=dataset-cell-0-0]").click()
+    page.locator("#translate-input img").wait_for()
+    page.wait_for_timeout(1000)
+    assert held and page.locator("#translate-model input").input_value() == ""
+    assert page.locator("#translate-output img").count() == 0
+    for route in held:
+        route.continue_()
+    page.locator("#translate-output img").wait_for(timeout=60_000)
+    sync_api.expect(page.locator("#translate-model input")).to_have_value("horse2zebra (shipped)")
+
+
 def test_broken_upload_shows_a_friendly_message(page, tmp_path):
     broken = tmp_path / "holiday-photos.zip"
     broken.write_bytes(b"not a zip at all")

@@ -76,8 +76,12 @@ def build(services):
     translate_live.build(services, ckpt, direction)          # webcam and video clips
 
     # ---- wiring ------------------------------------------------------------------------------------
+    # A photo given before the page has filled the model list (or any photo, when the model changes) is
+    # translated as soon as there is a model.
     ckpt.change(directions_of, [ckpt, direction], [direction], api_name="translate_directions",
-                api_visibility="undocumented")
+                api_visibility="undocumented").then(
+        auto, [ckpt, image, direction, cycle, strength], [output, recon, note], api_name="translate_on_model",
+        api_visibility="undocumented", concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
     go.click(run, [ckpt, image, direction, cycle, strength], [output, recon, note], api_name="translate",
              concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
     strength.release(auto, [ckpt, image, direction, cycle, strength], [output, recon, note],
