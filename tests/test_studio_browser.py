@@ -138,8 +138,10 @@ def test_an_example_clicked_before_the_model_list_loads_is_translated_once_it_do
     held = []
 
     def hold_the_model_list(route):
-        body = route.request.post_data_json or {}
-        held.append(route) if body.get("fn_index") in fill else route.continue_()
+        if (route.request.post_data_json or {}).get("fn_index") in fill:
+            held.append(route)
+        else:
+            route.continue_()
 
     page.route("**/queue/join*", hold_the_model_list)
     page.reload()
