@@ -5,6 +5,7 @@ for the README (docs/screenshots/).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from browser import launch, open_translate, shot, studio_page, sync_api, tab  # skips the module without Chromium
@@ -51,6 +52,14 @@ def start(page) -> None:
         raise AssertionError(f"the run did not start; the page says: {note.inner_text()!r}") from None
 
 
+def upload(page, box: str, path) -> None:
+    """Give the Train tab's upload box `box` a file once the box is shown (a server round trip after the
+    choice that shows it: a file given before then may be wiped by the update), and see its name there."""
+    page.locator(box).wait_for(state="visible")
+    page.locator(f"{box} input[type=file]").set_input_files(str(path))
+    page.locator(box).get_by_text(Path(path).name).wait_for(timeout=60_000)
+
+
 def test_every_tab_opens(page):
     for name in ["Train", "Explore", "Translate", "Masks", "Explain", "Export", "Models"]:
         tab(page, name).click()
@@ -81,7 +90,7 @@ def test_training_runs_to_its_end_and_shows_samples(page, studio):
 def test_training_on_uploaded_pictures_shows_the_quality_curve_and_verdict(page, studio, tmp_path):
     from helpers import emoji_zip
     page.get_by_role("radio", name="My images (upload a .zip)").check()
-    page.locator("#train-upload input[type=file]").set_input_files(str(emoji_zip(tmp_path / "icons.zip")))
+    upload(page, "#train-upload", emoji_zip(tmp_path / "icons.zip"))
     page.locator("#train-budget input").fill("80")
     start(page)
     page.get_by_text("finished after 80 steps").wait_for(timeout=240_000)
@@ -161,8 +170,7 @@ def test_broken_upload_shows_a_friendly_message(page, tmp_path):
     broken = tmp_path / "holiday-photos.zip"
     broken.write_bytes(b"not a zip at all")
     page.get_by_role("radio", name="My images (upload a .zip)").check()
-    page.locator("#train-upload input[type=file]").set_input_files(str(broken))
-    page.locator("#train-upload").get_by_text("holiday-photos.zip").wait_for(timeout=60_000)
+    upload(page, "#train-upload", broken)
     page.locator("#train-start").click()
     page.get_by_text("is not a readable zip file of images").wait_for()
     assert page.get_by_text("Traceback").count() == 0
@@ -186,8 +194,8 @@ def train_a_translator(page, tmp_path, h2z, budget: str, unit: str) -> None:
     `unit`, and see the samples change and the curve's verdict in words."""
     from helpers import photo_zip
     page.get_by_role("radio", name="CUT").check()
-    page.locator("#train-upload input[type=file]").set_input_files(str(photo_zip(tmp_path / "horses.zip", h2z, "testA")))
-    page.locator("#train-upload-b input[type=file]").set_input_files(str(photo_zip(tmp_path / "zebras.zip", h2z, "testB")))
+    upload(page, "#train-upload", photo_zip(tmp_path / "horses.zip", h2z, "testA"))
+    upload(page, "#train-upload-b", photo_zip(tmp_path / "zebras.zip", h2z, "testB"))
     page.get_by_role("radio", name=unit).check()
     page.locator("#train-budget input").fill(budget)
     shown = img_src(page, "#train-grid")         # an earlier run's samples, if this visitor had one
