@@ -17,7 +17,7 @@ import gradio as gr
 
 from studio.services import Services
 from studio.tabs import explain, explore, export, masks, models, train, translate
-from studio.ui import INFERENCE_CONCURRENCY, current_session
+from studio.ui import INFERENCE_CONCURRENCY, LOOKUP, current_session
 from studio.visitors import Throttle
 
 log = logging.getLogger("studio")
@@ -152,7 +152,8 @@ TOO_MANY = "Too many requests at once from this page; wait a moment, then try ag
 NO_SESSION = "This shared studio needs a browser session (an API client's session_hash); reload the page."
 # Events that compute (a picture, a translation, a frame, a clip) run in these pools and count as heavy, whatever
 # set them off. Page loads, timers, tab openings and changed choices outside them are small listings, polls and
-# lookups, held only to the loose limit (a page load sets off a dozen); so are the events chained after one.
+# lookups, held only to the loose limit (a page load sets off a dozen); so are the events chained after one, and
+# those in the LOOKUP pool, whatever set them off.
 HEAVY_POOLS = frozenset({"inference", "live", "video"})
 LIGHT_TRIGGERS = frozenset({"load", "tick", "select", "change"})
 CHAINED = frozenset({"then", "success"})
@@ -194,6 +195,8 @@ def _is_heavy(fn, fns: dict) -> bool:
         return False
     if fn.concurrency_id in HEAVY_POOLS:
         return True
+    if fn.concurrency_id == LOOKUP:
+        return False
     events = {event for _, event in fn.targets}
     if events <= LIGHT_TRIGGERS:
         return False

@@ -19,6 +19,9 @@ log = logging.getLogger("studio")
 
 # Heavy inference events (translation, grids, GIFs) share one pool of this many queue slots.
 INFERENCE_CONCURRENCY = 4
+# Events that only look something up (a model's own words for its directions) run in this pool, without a
+# limit, and count as light whatever set them off.
+LOOKUP = "lookup"
 
 def current_session() -> str | None:
     """The session id of the request this thread is serving, None outside a request.

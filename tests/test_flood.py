@@ -131,7 +131,8 @@ def test_a_page_load_is_held_to_the_loose_limit_and_its_first_image_is_not(space
     from studio.app import _is_heavy
     fns = {f.api_name: f for f in space.fns.values()}
     for name in ("claim_browser", "train_state_on_load", "train_unfinished", "explore_models_on_load", "models_on_load",
-                 "translate_directions", "models_header", "explain_methods", "train_model_changed"):
+                 "translate_directions", "translate_example_directions", "models_header", "explain_methods",
+                 "train_model_changed"):
         assert not _is_heavy(fns[name], space.fns), name
     assert fns["train_unfinished"].trigger_after == fns["claim_browser"]._id
     for name in ("explore_first_image", "explore_image", "train_start", "translate_on_change", "translate_on_model",

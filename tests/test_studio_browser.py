@@ -133,10 +133,16 @@ def test_latent_slider_drag_changes_the_image(page):
 
 
 def test_translate_a_bundled_example(page):
+    """An example translates at once, and the directions keep the model's own words (an example brings back
+    the choices the page was built with)."""
     open_translate(page)
+    direction = page.locator("#translate-direction")
+    sync_api.expect(direction).to_contain_text("Horse → zebra")
+    sync_api.expect(direction).not_to_contain_text("A → B")
     page.locator("#translate-examples [data-testid=dataset-cell-0-0]").click()
     page.locator("#translate-output img").wait_for(timeout=60_000)
     page.locator("#translate-recon img").wait_for(timeout=60_000)
+    sync_api.expect(direction).not_to_contain_text("A → B")
     shot(page, "translate")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.services import EXAMPLES_DIR
-from studio.ui import INFERENCE_CONCURRENCY, choices_update, friendly, photo_input, png_file
+from studio.ui import INFERENCE_CONCURRENCY, LOOKUP, choices_update, friendly, photo_input, png_file
 
 DIRECTIONS = [("Horse → zebra (A → B)", "AB"), ("Zebra → horse (B → A)", "BA")]
 
@@ -67,11 +67,12 @@ def build(services):
                          elem_id="translate-recon")
     go = gr.Button("Translate", variant="primary", elem_id="translate-go")
     note = gr.Markdown()
-    examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
-    gr.Examples([[str(p), "AB" if p.name.startswith("horse") else "BA"] for p in examples],
-                inputs=[image, direction],
-                label="Examples: horse2zebra test photos (ImageNet; Zhu et al. 2017). Click one to translate it.",
-                api_name="translate_load_example", elem_id="translate-examples", examples_per_page=5)
+    photos = sorted(EXAMPLES_DIR.glob("*.jpg"))
+    examples = gr.Examples([[str(p), "AB" if p.name.startswith("horse") else "BA"] for p in photos],
+                           inputs=[image, direction],
+                           label="Examples: horse2zebra test photos (ImageNet; Zhu et al. 2017). Click one to "
+                                 "translate it.",
+                           api_name="translate_load_example", elem_id="translate-examples", examples_per_page=5)
     from studio.tabs import translate_live
     translate_live.build(services, ckpt, direction)          # webcam and video clips
 
@@ -82,6 +83,9 @@ def build(services):
                 api_visibility="undocumented").then(
         auto, [ckpt, image, direction, cycle, strength], [output, recon, note], api_name="translate_on_model",
         api_visibility="undocumented", concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
+    # An example sets the direction with the choices the page was built with: the model's own words again.
+    examples.load_input_event.then(directions_of, [ckpt, direction], [direction], api_name="translate_example_directions",
+                                   api_visibility="undocumented", concurrency_id=LOOKUP, concurrency_limit=None)
     go.click(run, [ckpt, image, direction, cycle, strength], [output, recon, note], api_name="translate",
              concurrency_id="inference", concurrency_limit=INFERENCE_CONCURRENCY)
     strength.release(auto, [ckpt, image, direction, cycle, strength], [output, recon, note],
