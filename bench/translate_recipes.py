@@ -72,6 +72,11 @@ RECIPES = {
     # The winner without DiffAugment on D's inputs: in an hour D sees each of the ~1300 zebras about 15 times,
     # fewer than the small sets augmentation was made for; does D's sharper verdict bring stripes sooner?
     "fastcut-noaug": ("cut", {**FASTCUT, "augment": ""}),
+    # The winner at half the PatchNCE weight: a looser hold on the photo's content; does G change it sooner?
+    "fastcut-nce05": ("cut", {**FASTCUT, "lambda_nce": 0.5}),
+    # The winner whose generator's encoder starts from ImageNet-trained EfficientNet-Lite0 blocks: does knowing
+    # edges, textures and parts from the first step bring the stripes sooner?
+    "fastcut-lite0": ("cut", {**FASTCUT, "encoder": "lite0"}),
     # A second D on frozen ImageNet features, its verdict reaching G after 500 steps at half weight.
     "fastcut-proj": ("cut", {**FASTCUT, "lambda_projected": 0.5, "projected_warmup": 500}),
     "cut-proj": ("cut", {**CUT, "lambda_projected": 0.5, "projected_warmup": 500}),

@@ -123,3 +123,33 @@ def test_a_last_phase_trains_on_whole_photos(tmp_path, h2z):
     list(Trainer(resumed, resume=str(tmp_path / "run" / "last.safetensors"), dataset=photos(),
                  resume_changes={"full_size_from": 1.0}).run())
     assert seen == [(16, 16)] * 4
+
+
+def test_the_lite0_encoder_starts_from_imagenet_trains_and_exports(tmp_path, h2z):
+    """A new generator's encoder is EfficientNet-Lite0's (batch norms folded): its blocks give Lite0's own
+    features on a real photo; it trains, translates any size and exports to ONNX with parity."""
+    from gancore.features import Lite0Taps
+    from gancore.models.cut import CUT
+    photo = np.array(Image.open(ROOT / "gancore" / "assets" / "examples" / "horse_1.jpg").convert("RGB"))
+    x = torch.from_numpy(photo[:96, :128]).permute(2, 0, 1)[None].float() / 127.5 - 1
+    cfg = dataclasses.replace(tiny_config("cut"), encoder="lite0", nce_layers="0,2,4,8")
+    net = CUT(cfg).G.G_AB.net.eval()
+    ours, h = [], x
+    with torch.no_grad():
+        for layer in net[:5]:            # the photo, the stem, blocks 0-2
+            h = layer(h)
+            ours.append(h)
+        theirs = Lite0Taps(taps=(0, 1, 2))(x)
+    for a, b in zip(ours[2:], theirs):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+    path = _run(tmp_path, h2z, "lite", encoder="lite0", nce_layers="0,2,4,8", nce_idt=False,
+                flip_equivariance=True)
+    model = load_model(path)
+    out = translate(model, photo[:70, :50], "AB")
+    assert out["output"].shape == (70, 50, 3)
+    from gancore.deploy.export import export_onnx
+    report = export_onnx(path, tmp_path / "lite.onnx", latency_repeats=0, psnr_min_db=0)
+    assert report["parity_max_abs_diff"] <= 1e-4
+    with pytest.raises(ValueError, match="encoder"):
+        CUTConfig(encoder="vgg")

@@ -16,8 +16,9 @@ structure loss on a frozen EfficientNet-Lite0 (after F-LSeSim, Zheng et al. 2021
 between sampled places of the photo and of its translation must agree), and `lambda_identity_l1` (off).
 
 The generator is one of the CycleGAN family's (by default the mobile depthwise-separable ResNet at 16
-channels, fast enough to translate a 256-px photo interactively) and trains on random `crop_size` crops of
-`load_size` loads, the pixel scale of the `image_size` photos it translates.
+channels, fast enough to translate a 256-px photo interactively), or with `encoder="lite0"` the same whose
+encoder starts from ImageNet-trained EfficientNet-Lite0 blocks (`lite_generator`). It trains on random
+`crop_size` crops of `load_size` loads, the pixel scale of the `image_size` photos it translates.
 """
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ from gancore.models.cyclegan import (
     collapse_signals,
     lsgan,
 )
+from gancore.models.lite_generator import NCE_LAYERS as LITE0_NCE_LAYERS
+from gancore.models.lite_generator import LiteEncoderGenerator
+
+# encoder -> (its PatchNCE layers, the index of its first residual block in G's layer list)
+ENCODERS = {"plain": ("0,4,7,10,14", 10), "lite0": (LITE0_NCE_LAYERS, 8)}
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class CUTConfig:
     base_channels: int = 16          # generator width (ngf)
     res_blocks: int = 9
     block: str = "depthwise"         # "depthwise" (mobile) or "residual" (the paper's ResNet blocks)
+    encoder: str = "plain"           # "plain" (7x7 stem, two strided convs) or "lite0" (ImageNet-trained blocks)
     upsample: str = "resize"
     d_base_channels: int = 32        # PatchGAN width (ndf)
     d_layers: int = 3                # 3 -> the 70x70 PatchGAN
@@ -54,7 +61,8 @@ class CUTConfig:
     lambda_nce: float = 1.0          # PatchNCE weight; FastCUT's 10 copies its input on small runs
     nce_idt: bool = True             # CUT: PatchNCE on (zebra, G(zebra)) too
     flip_equivariance: bool = False  # FastCUT: mirror the input half the steps
-    nce_layers: str = "0,4,7,10,14"  # indices in G's layer list whose outputs are compared (input .. 5th block)
+    nce_layers: str = ""             # indices in G's layer list whose outputs are compared; "" = the encoder's
+                                     # own: the photo, two encoder scales, the 1st and 5th residual blocks
     num_patches: int = 256
     nce_temperature: float = 0.07
     mlp_dim: int = 256               # the projection head's width
@@ -72,9 +80,13 @@ class CUTConfig:
     def __post_init__(self):
         CycleGANConfig(**self._gan_parts())       # the generator's and the discriminator's own checks
         parse_policy(self.augment)
-        layers = self.layers()
-        if not layers or len(set(layers)) != len(layers) or min(layers) < 0 or max(layers) > 9 + self.res_blocks:
-            raise ValueError(f"nce_layers must be distinct indices of G's encoder layers, 0 to {9 + self.res_blocks}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}")
+        if self.encoder == "lite0" and self.image_channels != 3:
+            raise ValueError("the lite0 encoder takes colour pictures (image_channels 3)")
+        layers, top = self.layers(), ENCODERS[self.encoder][1] + self.res_blocks - 1
+        if not layers or len(set(layers)) != len(layers) or min(layers) < 0 or max(layers) > top:
+            raise ValueError(f"nce_layers must be distinct indices of G's encoder layers, 0 to {top}")
         if self.num_patches < 2:
             raise ValueError("num_patches must be at least 2")
         if not 0 < self.nce_temperature <= 10:
@@ -82,7 +94,8 @@ class CUTConfig:
 
     def layers(self) -> tuple[int, ...]:
         try:
-            return tuple(int(x) for x in self.nce_layers.split(",") if x.strip())
+            text = self.nce_layers or ENCODERS[self.encoder][0]
+            return tuple(int(x) for x in text.split(",") if x.strip())
         except ValueError:
             raise ValueError("nce_layers is a comma list of layer indices, e.g. '0,4,7,10,14'") from None
 
@@ -94,13 +107,18 @@ class CUTConfig:
     def gan_config(self) -> CycleGANConfig:
         return CycleGANConfig(**self._gan_parts())
 
+    def generator(self) -> nn.Module:
+        gan = self.gan_config()
+        return LiteEncoderGenerator(gan) if self.encoder == "lite0" else ResnetGenerator(gan)
+
 
 def encoder_channels(net: nn.Sequential, index: int, in_channels: int) -> int:
     """Channels of the output of layer `index` of a sequential network (convolutions change them)."""
     ch = in_channels
     for layer in list(net)[: index + 1]:
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            ch = layer.out_channels
+        for m in layer.modules():          # a block's last convolution sets its output's channels
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                ch = m.out_channels
     return ch
 
 
@@ -114,7 +132,7 @@ def patch_nce(q: torch.Tensor, k: torch.Tensor, tau: float) -> torch.Tensor:
     return F.cross_entropy(logits.float(), torch.zeros(b * p, dtype=torch.long, device=q.device))
 
 
-def heads_for(net: ResnetGenerator, cfg: CUTConfig) -> nn.ModuleList:
+def heads_for(net: nn.Module, cfg: CUTConfig) -> nn.ModuleList:
     """PatchNCE projection heads (two-layer MLPs), one per compared layer of `net`'s encoder."""
     return nn.ModuleList(
         nn.Sequential(nn.Linear(encoder_channels(net.net, i, cfg.image_channels), cfg.mlp_dim), nn.ReLU(),
@@ -122,7 +140,7 @@ def heads_for(net: ResnetGenerator, cfg: CUTConfig) -> nn.ModuleList:
         for i in cfg.layers())
 
 
-def encode(net: ResnetGenerator, x: torch.Tensor, layers: tuple[int, ...], full: bool = False):
+def encode(net: nn.Module, x: torch.Tensor, layers: tuple[int, ...], full: bool = False):
     """The generator's features at `layers` (and, with `full`, its output)."""
     feats, last = [], max(layers)
     for i, layer in enumerate(net.net):
@@ -167,10 +185,10 @@ class CUTGenerator(nn.Module):
     def __init__(self, cfg: CUTConfig):
         super().__init__()
         self.cfg = cfg
-        self.G_AB = ResnetGenerator(cfg.gan_config())
+        self.G_AB = cfg.generator()
         self.F = heads_for(self.G_AB, cfg)
         if cfg.two_way:
-            self.G_BA = ResnetGenerator(cfg.gan_config())
+            self.G_BA = cfg.generator()
             self.F_BA = heads_for(self.G_BA, cfg)
 
     def forward(self, real_A: torch.Tensor, real_B: torch.Tensor, flip: bool = False) -> dict:
@@ -250,6 +268,8 @@ class CUT(GANModel):
         for net in (self.G.G_AB, getattr(self.G, "G_BA", None), self.D):
             if net is not None:
                 init_dcgan_weights(net)
+                if isinstance(net, LiteEncoderGenerator):
+                    net.load_imagenet_encoder()
         self.augment = Augment(config.augment)
         self._structure = None           # the frozen Lite0, built on first use (never saved or trained)
         self.steps_done = 0              # for the projected D's warm-up; saved with the run

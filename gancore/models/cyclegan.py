@@ -94,6 +94,26 @@ class SeparableResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+def residual_blocks(cfg: CycleGANConfig, ch: int) -> list[nn.Module]:
+    """The generator's transformation at 1/4 scale: `res_blocks` residual blocks of the configured kind."""
+    block = SeparableResidualBlock if cfg.block == "depthwise" else ResidualBlock
+    return [block(ch) for _ in range(cfg.res_blocks)]
+
+
+def decoder_layers(cfg: CycleGANConfig) -> list[nn.Module]:
+    """u2k, uk, c7s1-3: from 4k channels at 1/4 scale back to a [-1, 1] picture."""
+    c, k = cfg.image_channels, cfg.base_channels
+    layers = []
+    for mult in (4, 2):
+        if cfg.upsample == "resize":
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1),
+                       nn.Conv2d(k * mult, k * mult // 2, 3)]
+        else:
+            layers += [nn.ConvTranspose2d(k * mult, k * mult // 2, 3, stride=2, padding=1, output_padding=1)]
+        layers += [nn.InstanceNorm2d(k * mult // 2), nn.ReLU(True)]
+    return layers + [nn.ReflectionPad2d(3), nn.Conv2d(k, c, 7), nn.Tanh()]
+
+
 class ResnetGenerator(nn.Module):
     """c7s1-k, d2k, d4k, R4k x n, u2k, uk, c7s1-3 (the paper's appendix). Input sides must divide by 4."""
     size_multiple = 4
@@ -105,16 +125,7 @@ class ResnetGenerator(nn.Module):
         for mult in (1, 2):  # two stride-2 downsamplings
             layers += [nn.Conv2d(k * mult, k * mult * 2, 3, stride=2, padding=1),
                        nn.InstanceNorm2d(k * mult * 2), nn.ReLU(True)]
-        block = SeparableResidualBlock if cfg.block == "depthwise" else ResidualBlock
-        layers += [block(k * 4) for _ in range(cfg.res_blocks)]
-        for mult in (4, 2):
-            if cfg.upsample == "resize":
-                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1),
-                           nn.Conv2d(k * mult, k * mult // 2, 3)]
-            else:
-                layers += [nn.ConvTranspose2d(k * mult, k * mult // 2, 3, stride=2, padding=1, output_padding=1)]
-            layers += [nn.InstanceNorm2d(k * mult // 2), nn.ReLU(True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(k, c, 7), nn.Tanh()]
+        layers += residual_blocks(cfg, k * 4) + decoder_layers(cfg)
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
