@@ -81,6 +81,15 @@ def test_two_one_way_runs_pair_into_a_two_way_model(tmp_path, h2z):
     report = export_onnx(str(out), tmp_path / "z2h.onnx", network="G_BA", latency_repeats=0, psnr_min_db=0)
     assert report["parity_max_abs_diff"] <= 1e-4
 
+    # A new run of one direction replaces that direction of a paired file; the other stays as it was.
+    again = tmp_path / "again.safetensors"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "pair_translators.py"), ab, str(out), "--out", str(again)],
+                   check=True, cwd=ROOT, capture_output=True)
+    kept = load_model(again)
+    assert kept.direction_labels() == model.direction_labels()
+    for k, v in kept.generator("BA").state_dict().items():
+        torch.testing.assert_close(v, model.generator("BA").state_dict()[k])
+
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "pair_translators.py"), ab, ab, "--out",
                           str(tmp_path / "no.safetensors")], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and "zebra -> horse" in bad.stderr

@@ -401,7 +401,7 @@ def two_way_from(ab: tuple[dict, CUTConfig], ba: tuple[dict, CUTConfig]) -> tupl
     this model's B). Takes each run's generator (EMA weights where it has them) and its discriminator (so the
     Explain tab can show what each judge looks at); the PatchNCE heads stay behind. Returns (tensors, config)."""
     (t_ab, cfg_ab), (t_ba, cfg_ba) = ab, ba
-    same = ("image_channels", "base_channels", "res_blocks", "block", "upsample", "image_size")
+    same = ("image_channels", "base_channels", "res_blocks", "block", "encoder", "upsample", "image_size")
     if cfg_ab.two_way or cfg_ba.two_way or any(getattr(cfg_ab, k) != getattr(cfg_ba, k) for k in same):
         raise ValueError("pairing takes two one-way CUT models with the same generator architecture")
     if (cfg_ba.domain_a, cfg_ba.domain_b) != (cfg_ab.domain_b, cfg_ab.domain_a):
@@ -417,3 +417,15 @@ def two_way_from(ab: tuple[dict, CUTConfig], ba: tuple[dict, CUTConfig]) -> tupl
 
     tensors = {**generator(t_ab, "G_AB"), **generator(t_ba, "G_BA"), **judge(t_ab, "D_B"), **judge(t_ba, "D_A")}
     return tensors, replace(cfg_ab, two_way=True)
+
+
+def one_way_from(tensors: dict, cfg: CUTConfig, direction: str) -> tuple[dict, CUTConfig]:
+    """One direction of a two-way model as a one-way model of that direction (its generator as `G_AB`, the
+    judge of what it makes as `D_B`), so a shipped direction can be paired with a newer run of the other."""
+    if not cfg.two_way:
+        raise ValueError("a one-way model is already one way")
+    g, d = {"AB": ("G_AB", "D_B"), "BA": ("G_BA", "D_A")}[direction]
+    renamed = {f"{new}.{k[len(old) + 1:]}": v for old, new in ((g, "G_AB"), (d, "D_B"))
+               for k, v in tensors.items() if k.startswith(f"{old}.")}
+    a, b = (cfg.domain_a, cfg.domain_b) if direction == "AB" else (cfg.domain_b, cfg.domain_a)
+    return renamed, replace(cfg, two_way=False, domain_a=a, domain_b=b)
