@@ -153,8 +153,9 @@ NO_SESSION = "This shared studio needs a browser session (an API client's sessio
 # Events that compute (a picture, a translation, a frame, a clip) run in these pools and count as heavy, whatever
 # set them off. Page loads, timers, tab openings and changed choices outside them are small listings, polls and
 # lookups, held only to the loose limit (a page load sets off a dozen); so are the events chained after one, and
-# those in the LOOKUP pool, whatever set them off.
+# those in the light pools, whatever set them off.
 HEAVY_POOLS = frozenset({"inference", "live", "video"})
+LIGHT_POOLS = frozenset({LOOKUP})
 LIGHT_TRIGGERS = frozenset({"load", "tick", "select", "change"})
 CHAINED = frozenset({"then", "success"})
 
@@ -195,7 +196,7 @@ def _is_heavy(fn, fns: dict) -> bool:
         return False
     if fn.concurrency_id in HEAVY_POOLS:
         return True
-    if fn.concurrency_id == LOOKUP:
+    if fn.concurrency_id in LIGHT_POOLS:
         return False
     events = {event for _, event in fn.targets}
     if events <= LIGHT_TRIGGERS:

@@ -184,8 +184,17 @@ def image_set_metrics(fake: list[np.ndarray], real: list[np.ndarray], extractor:
 
 def _read_folder(folder, skipped: list | None = None) -> list[np.ndarray]:
     """Every readable image of `folder`; unreadable ones are reported in `skipped` ("file: problem")."""
+    images = read_photos(list_images(folder), skipped)
+    if not images:
+        raise DataError(f"{folder}: no readable test image")
+    return images
+
+
+def read_photos(paths, skipped: list | None = None) -> list[np.ndarray]:
+    """The pictures at `paths` as RGB uint8 arrays, refused as translate would refuse them; with `skipped`, an
+    unreadable one is reported there ("file: problem") instead of raising."""
     images = []
-    for p in list_images(folder):
+    for p in paths:
         try:
             im = to_rgb_or_grey(open_image(p), 3)
             check_picture_size(im.width, im.height, p.name)     # what translate would refuse
@@ -194,8 +203,6 @@ def _read_folder(folder, skipped: list | None = None) -> list[np.ndarray]:
             if skipped is None:
                 raise
             skipped.append(f"{p}: {str(e).split(': ', 1)[-1]}")
-    if not images:
-        raise DataError(f"{folder}: no readable test image")
     return images
 
 

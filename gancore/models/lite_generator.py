@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gancore.features import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite
+from gancore.features import efficientnet_lite, imagenet_normalise
 from gancore.models.base import is_meta
 from gancore.models.cyclegan import CycleGANConfig, decoder_layers, residual_blocks
 
@@ -30,24 +30,16 @@ NCE_LAYERS = "0,2,4,8,12"  # photo, 1/2-scale block, 1/4-scale block, 1st and 5t
 class ImagenetNormalise(nn.Module):
     """[-1, 1] RGB (grey is repeated) -> ImageNet mean/std, the scale the Lite0 weights were trained on."""
 
-    def __init__(self):
-        super().__init__()
-        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-        # (x + 1) / 2 - mean) / std as one affine map; fixed, so not saved
-        self.register_buffer("scale", (0.5 / std).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("shift", ((0.5 - mean) / std).view(1, 3, 1, 1), persistent=False)
-
     def forward(self, x):
-        return x.expand(-1, 3, -1, -1) * self.scale + self.shift
+        return imagenet_normalise(x)
 
 
 class SameConv(nn.Conv2d):
     """A convolution with TensorFlow's "same" padding (stride 2 pads one more at the bottom and right), the
-    padding the Lite0 weights were trained with; input sides must be even."""
+    padding the Lite0 weights were trained with; input sides must divide by the stride."""
 
     def forward(self, x):
-        k, s = self.kernel_size[0], self.stride[0]
-        total = k - s if s > 1 else k - 1
+        total = max(self.kernel_size[0] - self.stride[0], 0)     # TF's "same" when the stride divides the side
         return super().forward(F.pad(x, (total // 2, total - total // 2, total // 2, total - total // 2)))
 
 
