@@ -9,12 +9,14 @@ Each checkpoint's direction (AB by default; BA of a two-way file with `:BA`) tra
 its source folder (trainA for AB, trainB for BA), the tenth every training run keeps out of its steps
 (`gancore.data`, the same files on every run); they are scored against the held-out photos of the other
 folder. Inception is the judge no recipe trains against (the training curve's own judge is Lite1).
-`--spread N` adds FID's standard deviation over N bootstrap redraws of both sets.
+`--spread N` adds FID's standard deviation over N bootstrap redraws of both sets. `--sizes 256,320` judges
+each checkpoint translating at each of those scales (the model's `image_size`; by default its own).
 """
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -42,6 +44,7 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+", help="PATH or PATH:BA")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--spread", type=int, default=0)
+    ap.add_argument("--sizes", default="", help="comma list of translation scales (px); default: the model's own")
     args = ap.parse_args()
     photos, extractor = held_out_photos(Path(args.data)), InceptionFeatures()
     real = {side: extractor(ims) for side, ims in photos.items()}
@@ -51,13 +54,16 @@ def main() -> None:
         direction = direction or "AB"
         src, dst = ("A", "B") if direction == "AB" else ("B", "A")
         model = load_model(path)
-        fakes = extractor([translate(model, im, direction)["output"] for im in photos[src]])
-        row = {"checkpoint": spec, "photos": f"{len(photos[src])} held-out {src} vs {len(photos[dst])} {dst}",
-               "fid": round(frechet_distance(fakes, real[dst]), 2), "kid_x100": round(100 * kid(fakes, real[dst]), 2),
-               "unchanged_fid": unchanged}
-        if args.spread:
-            row["fid_sd"] = round(fid_spread(fakes, real[dst], args.spread), 2)
-        print(json.dumps(row), flush=True)
+        for size in [int(s) for s in args.sizes.split(",") if s] or [model.config.image_size]:
+            model.config = replace(model.config, image_size=size)
+            fakes = extractor([translate(model, im, direction)["output"] for im in photos[src]])
+            row = {"checkpoint": spec, "image_size": size,
+                   "photos": f"{len(photos[src])} held-out {src} vs {len(photos[dst])} {dst}",
+                   "fid": round(frechet_distance(fakes, real[dst]), 2),
+                   "kid_x100": round(100 * kid(fakes, real[dst]), 2), "unchanged_fid": unchanged}
+            if args.spread:
+                row["fid_sd"] = round(fid_spread(fakes, real[dst], args.spread), 2)
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

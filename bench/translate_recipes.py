@@ -80,6 +80,11 @@ RECIPES = {
     # A second D on frozen ImageNet features, its verdict reaching G after 500 steps at half weight.
     "fastcut-proj": ("cut", {**FASTCUT, "lambda_projected": 0.5, "projected_warmup": 500}),
     "cut-proj": ("cut", {**CUT, "lambda_projected": 0.5, "projected_warmup": 500}),
+    # The winner on 128-px crops of 224-px loads instead of 286: each crop holds 1.6x the photo's area at 0.78x
+    # the scale it is translated at, the context the whole-photo phase gains from at a crop step's price.
+    "fastcut-load224": ("cut", {**FASTCUT, "load_size": 224}),
+    # The winner with twice the generator's learning rate (4e-4), D's kept at 2e-4.
+    "fastcut-lrg2": ("cut", FASTCUT),
 }
 # Training settings (not the model's) a recipe sets; a schedule spans the one budget the recipe is run at.
 TRAIN_FLAGS = {
@@ -88,6 +93,7 @@ TRAIN_FLAGS = {
     "fastcut-full75": ["--full-size-from", "0.75"],
     "fastcut-lr2": ["--lr-g", "4e-4", "--lr-d", "4e-4"],   # constant, so it resumes from one budget to the next
     "fastcut-bf16": ["--amp", "bf16"],
+    "fastcut-lrg2": ["--lr-g", "4e-4", "--lr-d", "2e-4"],
 }
 
 
