@@ -83,6 +83,8 @@ RECIPES = {
     # The winner on 128-px crops of 224-px loads instead of 286: each crop holds 1.6x the photo's area at 0.78x
     # the scale it is translated at, the context the whole-photo phase gains from at a crop step's price.
     "fastcut-load224": ("cut", {**FASTCUT, "load_size": 224}),
+    # Further the same way: 192-px loads, each crop two thirds of the photo's width at 0.67x its scale.
+    "fastcut-load192": ("cut", {**FASTCUT, "load_size": 192}),
     # The winner with twice the generator's learning rate (4e-4), D's kept at 2e-4.
     "fastcut-lrg2": ("cut", FASTCUT),
 }
