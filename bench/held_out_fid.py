@@ -54,9 +54,13 @@ def main() -> None:
         direction = direction or "AB"
         src, dst = ("A", "B") if direction == "AB" else ("B", "A")
         model = load_model(path)
-        for size in [int(s) for s in args.sizes.split(",") if s] or [model.config.image_size]:
-            model.config = replace(model.config, image_size=size)
-            fakes = extractor([translate(model, im, direction)["output"] for im in photos[src]])
+        own = model.config              # load_model's models are shared (cached): put the scale back after
+        for size in [int(s) for s in args.sizes.split(",") if s] or [own.image_size]:
+            model.config = replace(own, image_size=size)
+            try:
+                fakes = extractor([translate(model, im, direction)["output"] for im in photos[src]])
+            finally:
+                model.config = own
             row = {"checkpoint": spec, "image_size": size,
                    "photos": f"{len(photos[src])} held-out {src} vs {len(photos[dst])} {dst}",
                    "fid": round(frechet_distance(fakes, real[dst]), 2),
