@@ -4,10 +4,12 @@
     python scripts/long_run.py h2z      # every time after: on to the end of the schedule it was started with
     python scripts/long_run.py z2h --recipe fastcut --cpu-minutes 300 --decay-from 0.6  # a new run, its schedule
     python scripts/long_run.py h2z --full-size-from 0.9   # its last tenth on whole photos (a resume may set it)
+    python scripts/long_run.py h2z --name h2z-load192 --recipe fastcut-load192 --cpu-minutes 480  # a second run
 
-The run's resumable file lives in experiments/<name>/last.safetensors (one file, overwritten at each pause)
-beside its best checkpoint by the held-out curve (best.safetensors) and its log (log.md). It trains until
-SIGTERM / Ctrl-C or `--cpu-minutes` more CPU-minutes, then saves, judges the best checkpoint on the test
+The run's resumable file lives in experiments/<name>/last.safetensors (one file, overwritten at each pause;
+<name> is the direction unless `--name` gives another) beside its best checkpoint by the held-out curve
+(best.safetensors) and its log (log.md). It trains until SIGTERM / Ctrl-C or `--cpu-minutes` more
+CPU-minutes, then saves, judges the best checkpoint on the test
 split (Inception FID and KID x100 against the other domain's test photos: the CUT paper's protocol; the run
 never sees these photos) and appends a line with the CPU-hours so far and those figures to the log. When
 the held-out curve says "No longer improving", the direction is done.
@@ -111,9 +113,10 @@ def main() -> None:
     ap.add_argument("--decay-from", type=float, help="lr decay start as a share of the whole run's bound")
     ap.add_argument("--full-size-from", type=float, help="share of the whole run's bound after which it trains "
                     "on whole photos instead of crops (kept by later resumes)")
+    ap.add_argument("--name", help="the run's folder under experiments/ (default: the direction)")
     ap.add_argument("--judge-only", action="store_true")
     args = ap.parse_args()
-    work = ROOT / "experiments" / args.way
+    work = ROOT / "experiments" / (args.name or args.way)
     work.mkdir(parents=True, exist_ok=True)
     if not args.judge_only:
         args.total_minutes = planned_bound(work / "last.safetensors", args)
