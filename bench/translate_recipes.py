@@ -1,7 +1,7 @@
 """Horse -> zebra translation recipes side by side at equal CPU-minutes, judged on the test split.
 
     python bench/translate_recipes.py --recipes cyclegan,fastcut,cut [--minutes 30 90] [--parallel 2]
-        [--out DIR] [--seed 0] [--data ../shared/datasets/horse2zebra] [--judge-only] [--spread 40]
+        [--out DIR] [--seed 0] [--data ../shared/datasets/horse2zebra] [--judge-only] [--spread 40] [--way z2h]
 
 Each recipe trains with `gancore train` in its own process, one torch thread, bounded by the process's CPU time
 (`--cpu-minutes`), at a constant learning rate so that one run resumes exactly from one budget to the next; a
@@ -14,6 +14,8 @@ horses and their translations is saved per recipe and budget (DIR/panel_<recipe>
 figure is appended to DIR/results.jsonl. The runs hold out a tenth of the training folders for their own
 quality curve; the test photos are used only here. `--spread N` adds the judge's own noise: FID's standard
 deviation when the same translations are judged on N bootstrap redraws of the 120 horses and 140 zebras.
+`--way z2h` trains and judges the other direction: zebras to horses, the 140 test zebras against the 120
+test horses.
 """
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "datasets" / "horse2zebra"
 PANEL = 8
+# A direction: its training source and target folders, its test source and target folders, the domains' names.
+WAYS = {"h2z": ("trainA", "trainB", "testA", "testB", "horse", "zebra"),
+        "z2h": ("trainB", "trainA", "testB", "testA", "zebra", "horse")}
 
 MOBILE_CUT = {"block": "depthwise", "base_channels": 16, "d_base_channels": 32}
 # FastCUT (no NCE identity, flip equivariance) at PatchNCE weight 1 with the mobile generator.
@@ -121,14 +126,16 @@ def train_command(name: str, out: Path, minutes: float, data: Path, seed: int,
     return cmd
 
 
-def train_all(names: list[str], minutes: float, out: Path, data: Path, seed: int, parallel: int) -> None:
+def train_all(names: list[str], minutes: float, out: Path, data: Path, seed: int, parallel: int,
+              way: str = "h2z") -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     queue, running = list(names), []
     while queue or running:
         while queue and len(running) < parallel:
             name = queue.pop(0)
             log = open(out / name / "train.log", "a")
-            cmd = train_command(name, out / name, minutes, data, seed)
+            src, dst, _, _, name_a, name_b = WAYS[way]
+            cmd = train_command(name, out / name, minutes, data, seed, (src, dst, name_a, name_b))
             print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd[2:])}", flush=True)
             running.append((name, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)))
         time.sleep(5)
@@ -190,6 +197,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/translate_recipes", help="runs, panels and results.jsonl go here")
     ap.add_argument("--data", default=str(DATA), help="horse2zebra: trainA, trainB, testA, testB")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--way", choices=sorted(WAYS), default="h2z", help="the direction: horse -> zebra or back")
     ap.add_argument("--judge-only", action="store_true", help="judge the runs' current files, train nothing")
     ap.add_argument("--spread", type=int, default=0, metavar="N",
                     help="also report FID's standard deviation over N bootstrap resamples of the test photos")
@@ -207,12 +215,12 @@ def main() -> None:
     extractor = None
     for minutes in args.minutes:
         if not args.judge_only:
-            train_all(names, minutes, out, data, args.seed, args.parallel)
+            train_all(names, minutes, out, data, args.seed, args.parallel, args.way)
         if extractor is None:
             import torch
             torch.set_num_threads(2)
             extractor = InceptionFeatures()
-            real = extractor(_read_folder(data / "testB"))
+            real = extractor(_read_folder(data / WAYS[args.way][3]))
         for n in names:
             last = out / n / "last.safetensors"
             if not last.exists():
@@ -220,8 +228,8 @@ def main() -> None:
             snap = out / n / f"{minutes:g}min.safetensors"
             if not args.judge_only:
                 shutil.copyfile(last, snap)
-            figures, panel = judge(last, data, extractor, real, spread=args.spread)
-            row = {"recipe": n, "budget_cpu_min": minutes, "seed": args.seed, **state_of(last), **figures,
+            figures, panel = judge(last, data, extractor, real, WAYS[args.way][2], spread=args.spread)
+            row = {"recipe": n, "way": args.way, "budget_cpu_min": minutes, "seed": args.seed, **state_of(last), **figures,
                    "date": time.strftime("%Y-%m-%d %H:%M")}
             Image.fromarray(panel).save(out / f"panel_{n}_{minutes:g}min.png")
             with open(out / "results.jsonl", "a") as fh:

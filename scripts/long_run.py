@@ -4,7 +4,7 @@
     python scripts/long_run.py h2z      # every time after: on to the end of the schedule it was started with
     python scripts/long_run.py z2h --recipe fastcut --cpu-minutes 300 --decay-from 0.6  # a new run, its schedule
     python scripts/long_run.py h2z --full-size-from 0.9   # its last tenth on whole photos (a resume may set it)
-    python scripts/long_run.py h2z --name h2z-load192 --recipe fastcut-load192 --cpu-minutes 480  # a second run
+    python scripts/long_run.py h2z --name h2z-load192 --recipe fastcut-load192 --cpu-minutes 300  # a second run
 
 The run's resumable file lives in experiments/<name>/last.safetensors (one file, overwritten at each pause;
 <name> is the direction unless `--name` gives another) beside its best checkpoint by the held-out curve
@@ -27,9 +27,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "datasets" / "horse2zebra"
-WAYS = {"h2z": ("trainA", "trainB", "testA", "testB", "horse", "zebra"),
-        "z2h": ("trainB", "trainA", "testB", "testA", "zebra", "horse")}
+sys.path.insert(0, str(ROOT / "bench"))
+from translate_recipes import DATA, WAYS, train_command  # noqa: E402
+from translate_recipes import judge as judge_photos  # noqa: E402
+
 # Long-run schedule: constant rate; the decay to 0 comes with a bound set for the last stretch.
 CURVE = ["--quality", "true", "--checkpoint-every-seconds", "60"]
 
@@ -42,8 +43,6 @@ def train(args, work: Path) -> int:
     if last.exists():
         cmd += ["--resume", str(last)]
     elif args.recipe:
-        sys.path.insert(0, str(ROOT / "bench"))
-        from translate_recipes import train_command
         src, dst, _, _, name_a, name_b = WAYS[args.way]
         fresh = train_command(args.recipe, work, args.total_minutes, DATA, 0, (src, dst, name_a, name_b))
         cmd = fresh[:fresh.index("--quiet")] + fresh[fresh.index("--quiet") + 1:]
@@ -68,8 +67,6 @@ def train(args, work: Path) -> int:
 def judge(work: Path, way: str) -> dict:
     from gancore import checkpoint as ckpt
     from gancore.analysis.evaluation import InceptionFeatures, _read_folder
-    sys.path.insert(0, str(ROOT / "bench"))
-    from translate_recipes import judge as judge_photos
     _, _, test_src, test_dst, *_ = WAYS[way]
     state = json.loads(ckpt.read_header(work / "last.safetensors")["train_state"])
     best = work / "best.safetensors"
