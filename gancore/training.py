@@ -323,13 +323,14 @@ class Trainer:
 
     def _enter_full_size(self, s: Setup) -> bool:
         """The last phase of a translator's run (`full_size_from`): from that share of the run on, its crops are
-        the size of the photos it translates. Checked at each epoch's start (and where a resumed run starts); the
-        loader is built anew, since its workers hold the old crop size."""
+        the size of the photos it translates, from loads at least that size (crops of smaller loads become whole
+        photos). Checked at each epoch's start (and where a resumed run starts); the loader is built anew, since
+        its workers hold the old crop size."""
         full, ds = getattr(self.model_config, "image_size", 0), s.dataset
         if (not isinstance(ds, UnpairedDataset) or ds.image_size == full
                 or self._progress(s) < self.config.full_size_from or self.config.full_size_from >= 1.0):
             return False
-        ds.image_size = full
+        ds.image_size, ds.load_size = full, max(ds.load_size, full)
         s.sampler, s.loader, s.per_epoch = _make_loader(self.config, ds, s.device, s.rank, s.world)
         return True
 

@@ -100,9 +100,10 @@ def test_two_way_training_trains_both_directions(tmp_path, h2z):
     assert set(model.directions()) == {"AB", "BA"} and model.discriminator("BA") is not model.discriminator("AB")
 
 
-def test_a_last_phase_trains_on_whole_photos(tmp_path, h2z):
-    """`full_size_from`: from that share of the run on, crops are the size of the photos translated; a resumed
-    run may drop (or move) the phase."""
+@pytest.mark.parametrize("load", [36, 24])
+def test_a_last_phase_trains_on_whole_photos(tmp_path, h2z, load):
+    """`full_size_from`: from that share of the run on, crops are the size of the photos translated (loads
+    smaller than that, 24 for 32-px photos, grow to it); a resumed run may drop (or move) the phase."""
     from gancore.data import UnpairedDataset
     from gancore.training import Trainer
     seen = []
@@ -114,11 +115,11 @@ def test_a_last_phase_trains_on_whole_photos(tmp_path, h2z):
             return a, b
 
     def photos():            # two photos each way: an epoch is two steps
-        ds = Recording(h2z / "testA", h2z / "testB", image_size=16, load_size=36, hold_out=True)
+        ds = Recording(h2z / "testA", h2z / "testB", image_size=16, load_size=load, hold_out=True)
         ds.files_A, ds.files_B = ds.files_A[:2], ds.files_B[:2]
         return ds
 
-    model_cfg = dataclasses.replace(tiny_config("cut"), crop_size=16, image_size=32, load_size=36,
+    model_cfg = dataclasses.replace(tiny_config("cut"), crop_size=16, image_size=32, load_size=load,
                                     nce_idt=False, flip_equivariance=True)
     cfg = TrainConfig(model="cut", data=str(h2z / "testA"), data_b=str(h2z / "testB"), steps=8, batch_size=1,
                       out_dir=str(tmp_path / "run"), sample_every_steps=4, quality=False, full_size_from=0.5)
