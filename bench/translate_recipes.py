@@ -37,7 +37,9 @@ PANEL = 8
 WAYS = {"h2z": ("trainA", "trainB", "testA", "testB", "horse", "zebra"),
         "z2h": ("trainB", "trainA", "testB", "testA", "zebra", "horse")}
 
-MOBILE_CUT = {"block": "depthwise", "base_channels": 16, "d_base_channels": 32}
+# The mobile generator and a PatchGAN of width 32, on 128-px crops of the papers' 286-px loads (the pixel scale
+# of the 256-px test photos); the `-load` recipes load smaller.
+MOBILE_CUT = {"block": "depthwise", "base_channels": 16, "d_base_channels": 32, "load_size": 286}
 # FastCUT (no NCE identity, flip equivariance) at PatchNCE weight 1 with the mobile generator.
 FASTCUT = {**MOBILE_CUT, "nce_idt": False, "flip_equivariance": True, "lambda_nce": 1.0}
 # CUT (NCE identity on the target photos) at PatchNCE weight 1 with the mobile generator.

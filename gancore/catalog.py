@@ -134,7 +134,7 @@ add(ModelInfo("cyclegan", "translate", "CycleGAN (Zhu et al. 2017)",
                       "image_size": {"mnist": 64, "upload": 64}, "load_size_margin": 0.125,
                       "fixed": {"base_channels": 16, "res_blocks": 4, "d_base_channels": 32}}))
 add(ModelInfo("cut", "translate", "CUT / FastCUT contrastive translation (Park et al. 2020)",
-              # One photo a step on 128-px crops of 286-px loads, constant rate then linear decay to 0.
+              # One photo a step on 128-px crops of 192-px loads, constant rate then linear decay to 0.
               recipe=dict(batch_size=1, lr_decay_start=0.5),
               # The studio: 64-px pictures (whole, no crops: uploads are often small), so a minute shows a change.
               studio={"label": "CUT: turns pictures of one kind into another (two sets, e.g. photos and sketches)",

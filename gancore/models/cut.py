@@ -18,7 +18,9 @@ between sampled places of the photo and of its translation must agree), and `lam
 The generator is one of the CycleGAN family's (by default the mobile depthwise-separable ResNet at 16
 channels, fast enough to translate a 256-px photo interactively), or with `encoder="lite0"` the same whose
 encoder starts from ImageNet-trained EfficientNet-Lite0 blocks (`lite_generator`). It trains on random
-`crop_size` crops of `load_size` loads, the pixel scale of the `image_size` photos it translates.
+`crop_size` crops of `load_size` loads: by default two thirds of the photo's width, at three quarters of the
+scale of the `image_size` photos it translates (the papers' 286-px loads match that scale, show each crop less
+of the photo, and score worse at equal CPU time: docs/translation.md).
 """
 from __future__ import annotations
 
@@ -72,7 +74,7 @@ class CUTConfig:
     augment: str = "color,translation,cutout"   # DiffAugment on both of D's inputs ("" = none)
     image_size: int = 256            # translation resizes photos to about this scale
     crop_size: int = 128             # training crops of `load_size` loads (0: image_size)
-    load_size: int = 286
+    load_size: int = 192
     domain_a: str = ""
     domain_b: str = ""
     two_way: bool = False            # also zebra -> horse: a second generator, heads and discriminator
