@@ -87,12 +87,12 @@ RECIPES = {
     # A second D on frozen ImageNet features, its verdict reaching G after 500 steps at half weight.
     "fastcut-proj": ("cut", {**FASTCUT, "lambda_projected": 0.5, "projected_warmup": 500}),
     "cut-proj": ("cut", {**CUT, "lambda_projected": 0.5, "projected_warmup": 500}),
-    # The winner on 128-px crops of 224-px loads instead of 286: each crop holds 1.6x the photo's area at 0.78x
-    # the scale it is translated at, the context the whole-photo phase gains from at a crop step's price.
+    # The winner on 128-px crops of 224-px loads instead of 286: each crop holds 1.6x as much of the photo, at
+    # 0.88x the scale it is translated at, the context the whole-photo phase gains from at a crop step's price.
     "fastcut-load224": ("cut", {**FASTCUT, "load_size": 224}),
-    # Further the same way: 192-px loads, each crop two thirds of the photo's width at 0.67x its scale.
+    # Further the same way: 192-px loads, each crop two thirds of the photo's width, at 0.75x the scale.
     "fastcut-load192": ("cut", {**FASTCUT, "load_size": 192}),
-    # And 160-px loads: each crop four fifths of the photo's width, at 0.63x the scale it is translated at.
+    # And 160-px loads: each crop four fifths of the photo's width, at 0.63x the scale.
     "fastcut-load160": ("cut", {**FASTCUT, "load_size": 160}),
     # The winner with twice the generator's learning rate (4e-4), D's kept at 2e-4.
     "fastcut-lrg2": ("cut", FASTCUT),
