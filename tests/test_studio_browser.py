@@ -53,11 +53,20 @@ def start(page) -> None:
 
 
 def upload(page, box: str, path) -> None:
-    """Give the Train tab's upload box `box` a file once the box is shown (a server round trip after the
-    choice that shows it: a file given before then may be wiped by the update), and see its name there."""
+    """Give the Train tab's upload box `box` a file once the box is shown, and see its name there. The choice
+    that shows the box is a server round trip whose update may wipe a file given before it lands (on a
+    loaded machine it can land after the box is visible): a person would give the file again, and so does
+    this, up to three times."""
     page.locator(box).wait_for(state="visible")
-    page.locator(f"{box} input[type=file]").set_input_files(str(path))
-    page.locator(box).get_by_text(Path(path).name).wait_for(timeout=60_000)
+    name = page.locator(box).get_by_text(Path(path).name)
+    for _ in range(3):
+        page.locator(f"{box} input[type=file]").set_input_files(str(path))
+        try:
+            name.wait_for(timeout=20_000)
+            return
+        except sync_api.TimeoutError:
+            continue
+    name.wait_for(timeout=20_000)
 
 
 def test_every_tab_opens(page):
