@@ -108,12 +108,11 @@ TRAIN_FLAGS = {
 }
 
 
-def train_command(name: str, out: Path, minutes: float, data: Path, seed: int,
-                  way: tuple[str, str, str, str] = ("trainA", "trainB", "horse", "zebra")) -> list[str]:
-    """The `gancore train` command of a recipe: a new run, or the resume of `out`'s file. `way`: the source
-    and target training folders and the domains' names."""
+def train_command(name: str, out: Path, minutes: float, data: Path, seed: int, way: str = "h2z") -> list[str]:
+    """The `gancore train` command of a recipe: a new run, or the resume of `out`'s file; `way` is a key of
+    WAYS."""
     model, settings = RECIPES[name]
-    src, dst, name_a, name_b = way
+    src, dst, _, _, name_a, name_b = WAYS[way]
     last = out / "last.safetensors"
     cmd = [sys.executable, "-m", "gancore", "train", "--cpu-minutes", str(minutes), "--quiet"]
     if last.exists():
@@ -136,8 +135,7 @@ def train_all(names: list[str], minutes: float, out: Path, data: Path, seed: int
         while queue and len(running) < parallel:
             name = queue.pop(0)
             log = open(out / name / "train.log", "a")
-            src, dst, _, _, name_a, name_b = WAYS[way]
-            cmd = train_command(name, out / name, minutes, data, seed, (src, dst, name_a, name_b))
+            cmd = train_command(name, out / name, minutes, data, seed, way)
             print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd[2:])}", flush=True)
             running.append((name, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)))
         time.sleep(5)

@@ -9,10 +9,10 @@
 The run's resumable file lives in experiments/<name>/last.safetensors (one file, overwritten at each pause;
 <name> is the direction unless `--name` gives another) beside its best checkpoint by the held-out curve
 (best.safetensors) and its log (log.md). It trains until SIGTERM / Ctrl-C or `--cpu-minutes` more
-CPU-minutes, then saves, judges the best checkpoint on the test
-split (Inception FID and KID x100 against the other domain's test photos: the CUT paper's protocol; the run
-never sees these photos) and appends a line with the CPU-hours so far and those figures to the log. When
-the held-out curve says "No longer improving", the direction is done.
+CPU-minutes, then saves, judges the best checkpoint on the test split (Inception FID and KID x100 against the
+other domain's test photos: the CUT paper's protocol; the run never sees these photos) and appends a line with
+the CPU-hours so far and those figures to the log. When the held-out curve says "No longer improving", the
+direction is done.
 """
 from __future__ import annotations
 
@@ -43,8 +43,7 @@ def train(args, work: Path) -> int:
     if last.exists():
         cmd += ["--resume", str(last)]
     elif args.recipe:
-        src, dst, _, _, name_a, name_b = WAYS[args.way]
-        fresh = train_command(args.recipe, work, args.total_minutes, DATA, 0, (src, dst, name_a, name_b))
+        fresh = train_command(args.recipe, work, args.total_minutes, DATA, 0, args.way)
         cmd = fresh[:fresh.index("--quiet")] + fresh[fresh.index("--quiet") + 1:]
         cmd = [c for c in cmd if c not in ("--quality", "false")] + CURVE
     else:

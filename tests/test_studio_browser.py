@@ -59,14 +59,13 @@ def upload(page, box: str, path) -> None:
     this, up to three times."""
     page.locator(box).wait_for(state="visible")
     name = page.locator(box).get_by_text(Path(path).name)
-    for _ in range(3):
+    for attempt in range(3):
         page.locator(f"{box} input[type=file]").set_input_files(str(path))
         try:
-            name.wait_for(timeout=20_000)
-            return
+            return name.wait_for(timeout=20_000)
         except sync_api.TimeoutError:
-            continue
-    name.wait_for(timeout=20_000)
+            if attempt == 2:
+                raise
 
 
 def test_every_tab_opens(page):
